@@ -1,0 +1,159 @@
+"""Azure Functions triggers: parse input, call one service, map errors to a response.
+
+Function names are stable: they appear in Event Grid subscriptions and webhook URLs.
+Nothing here creates a client at import time; services are built on first use per worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import GovernanceError, InvalidInput
+from shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from shared.services.health import check_health
+from shared.services.wiring import get_services
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("function_app")
+
+
+# --- Event Grid --------------------------------------------------------------------------------
+
+
+@app.function_name("build_events")
+@app.event_grid_trigger(arg_name="event")
+def build_events(event: func.EventGridEvent, context: func.Context) -> None:
+    """Image Builder run completions and staging version writes (Resource Manager events).
+
+    Returns normally for handled, ignored and rejected events; raises (so Event Grid retries)
+    only when Azure or storage failed.
+    """
+    envelope = {
+        "id": event.id,
+        "eventType": event.event_type,
+        "subject": event.subject,
+        "topic": event.topic,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "dataVersion": event.data_version,
+        "data": _event_data(event),
+    }
+    result = get_services().intake.handle_event(envelope, context.invocation_id)
+    log.info(
+        "build event %s: %s", result.outcome, result.detail,
+        extra={"event_id": event.id, "event_type": event.event_type, "correlation_id": context.invocation_id},
+    )  # fmt: skip
+
+
+def _event_data(event: func.EventGridEvent) -> Any:
+    try:
+        return event.get_json()
+    except ValueError:
+        return None  # refused by the intake as malformed, and kept
+
+
+# --- Timers ------------------------------------------------------------------------------------
+
+
+@app.function_name("refresh_images")
+@app.timer_trigger(schedule="%REFRESH_SCHEDULE%", arg_name="timer")
+def refresh_images(timer: func.TimerRequest, context: func.Context) -> None:
+    """The monthly refresh: run every configured image template."""
+    services = get_services()
+    report = services.scheduler.refresh(services.settings.build_template_ids)
+    log.info("refresh: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
+@app.function_name("reconcile_builds")
+@app.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer")
+def reconcile_builds(timer: func.TimerRequest, context: func.Context) -> None:
+    """Catch runs whose completion event was missed: re-read templates, record what is not recorded."""
+    services = get_services()
+    report = services.scheduler.reconcile(services.settings.build_template_ids, context.invocation_id)
+    log.info("reconcile: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
+# --- HTTP read API -----------------------------------------------------------------------------
+
+
+@app.function_name("list_images")
+@app.route(route="images", methods=["GET"])
+def list_images(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        page = get_services().images.list_images(
+            gallery=req.params.get("gallery"),
+            image=req.params.get("image"),
+            status=req.params.get("status"),
+            page_size=_int_param(req, "top", 50),
+            continuation=req.params.get("continuationToken"),
+        )
+        body = {
+            "value": [t.model_dump(mode="json") for t in page.items],
+            "continuationToken": page.continuation,
+        }
+        return _json(body)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("get_image")
+@app.route(route="images/{gallery}/{image}/{version}", methods=["GET"])
+def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        params = req.route_params
+        tattoo = get_services().images.get_image(params["gallery"], params["image"], params["version"])
+        return _json(tattoo.model_dump(mode="json"))
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        services = get_services()
+        report = check_health(services.settings.mode, services.tattoos, services.rejected_events)
+        return _json(report.body, status=200 if report.healthy else 503)
+
+    return _respond(req, context, handle)
+
+
+# --- HTTP plumbing -----------------------------------------------------------------------------
+
+
+def _respond(req: func.HttpRequest, context: func.Context, handle: Any) -> func.HttpResponse:
+    """The one place errors become HTTP responses (RFC 9457 problem+json)."""
+    try:
+        response: func.HttpResponse = handle()
+        return response
+    except GovernanceError as exc:
+        if exc.status >= 500:
+            log.exception("request failed", extra={"correlation_id": context.invocation_id})
+        body = problem_for(exc, instance=_path(req), correlation_id=context.invocation_id)
+        return _json(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+    except Exception:
+        log.exception("unexpected error", extra={"correlation_id": context.invocation_id})
+        body = problem(500, "Internal error", "unexpected error; quote correlationId",
+                       instance=_path(req), correlationId=context.invocation_id)  # fmt: skip
+        return _json(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _int_param(req: func.HttpRequest, name: str, default: int) -> int:
+    raw = req.params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw!r}") from None
+
+
+def _path(req: func.HttpRequest) -> str:
+    return "/" + str(req.url).split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+
+
+def _json(body: Any, status: int = 200, content_type: str = "application/json") -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype=content_type)

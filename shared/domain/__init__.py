@@ -1,0 +1,1 @@
+"""The domain core: models and rules with no I/O."""

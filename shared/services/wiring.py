@@ -1,0 +1,92 @@
+"""Builds the app's services from settings, lazily and once per worker.
+
+The only place that chooses between Azure adapters and the offline provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property, lru_cache
+
+from shared.ports import Gallery, ImageBuilder, RejectedEventStore, TattooRepository
+from shared.services.builds import BuildScheduler
+from shared.services.images import ImageQueries
+from shared.services.intake import BuildIntake
+from shared.settings import Settings, load_settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def _blob_service(self):  # type: ignore[no-untyped-def]  # SDK type stays inside adapters
+        from shared.adapters.storage import blob_service
+
+        return blob_service(self.settings.storage)
+
+    @cached_property
+    def tattoos(self) -> TattooRepository:
+        from shared.adapters.storage import table_service
+        from shared.adapters.tattoo_table import TableTattooRepository
+
+        return TableTattooRepository(table_service(self.settings.storage), self.settings.tattoo_table)
+
+    @cached_property
+    def rejected_events(self) -> RejectedEventStore:
+        from shared.adapters.rejected_events import BlobRejectedEventStore
+
+        return BlobRejectedEventStore(self._blob_service, self.settings.rejected_events_container)
+
+    @cached_property
+    def _azure_ports(self) -> tuple[ImageBuilder, Gallery]:
+        if self.settings.mode == "offline":
+            from shared.local.offline.adapters import offline_ports
+
+            return offline_ports(
+                self._blob_service, self.settings.offline_store_container, self.settings.offline_event_webhook_url
+            )
+        from shared.adapters.gallery import AzureGallery
+        from shared.adapters.imagebuilder import AzureImageBuilder
+        from shared.adapters.storage import azure_credential
+
+        storage = self.settings.storage
+        credential = azure_credential(storage.client_id, managed_identity=storage.credential == "managedidentity")
+        return AzureImageBuilder(credential), AzureGallery(credential)
+
+    @property
+    def image_builder(self) -> ImageBuilder:
+        return self._azure_ports[0]
+
+    @property
+    def gallery(self) -> Gallery:
+        return self._azure_ports[1]
+
+    @cached_property
+    def intake(self) -> BuildIntake:
+        return BuildIntake(
+            self.image_builder,
+            self.gallery,
+            self.tattoos,
+            self.rejected_events,
+            clock=utc_now,
+            staging_gallery_id=self.settings.staging_gallery_id,
+        )
+
+    @cached_property
+    def scheduler(self) -> BuildScheduler:
+        return BuildScheduler(self.image_builder, self.tattoos, self.intake)
+
+    @cached_property
+    def images(self) -> ImageQueries:
+        return ImageQueries(self.tattoos)
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    return Services(load_settings())

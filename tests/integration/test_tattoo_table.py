@@ -1,0 +1,130 @@
+"""The tattoo repository and rejected-event store on real Azurite."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from datetime import UTC, datetime
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+
+from shared.adapters.rejected_events import BlobRejectedEventStore
+from shared.adapters.tattoo_table import TableTattooRepository
+from shared.domain.tattoo import ImageTattoo, TattooKey, TattooStatus
+from shared.errors import Conflict, InvalidInput
+from shared.ports import TattooFilter
+from shared.services.intake import BuildIntake
+from tests.unit import documents as docs
+from tests.unit.fakes import FakeArm, InMemoryRejected
+
+NOW = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
+
+
+def repo(connection: str, table: str) -> TableTattooRepository:
+    return TableTattooRepository(TableServiceClient.from_connection_string(connection), table)
+
+
+def tattoo(version: str, status: TattooStatus = TattooStatus.BUILT, image: str = "win11-avd") -> ImageTattoo:
+    version_id = docs.VERSION_ID.replace("win11-avd", image).replace("1.0.1", version)
+    return ImageTattoo(gallery="gal_staging", image=image, version=version, version_id=version_id, status=status)
+
+
+def test_create_then_get_round_trips_the_whole_document(azurite: str, unique_name: str) -> None:
+    tattoos = repo(azurite, unique_name)
+    original = tattoo("1.0.1").model_copy(update={"tags": {"osVersion": "x"}, "first_recorded": NOW})
+    tattoos.create(original)
+    found = tattoos.get(original.key)
+    assert found is not None
+    assert found[0] == original
+    assert found[1]
+
+
+def test_a_second_create_of_the_same_key_is_a_conflict(azurite: str, unique_name: str) -> None:
+    tattoos = repo(azurite, unique_name)
+    tattoos.create(tattoo("1.0.1"))
+    with pytest.raises(Conflict):
+        tattoos.create(tattoo("1.0.1"))
+
+
+def test_replace_with_a_stale_etag_is_a_conflict(azurite: str, unique_name: str) -> None:
+    tattoos = repo(azurite, unique_name)
+    tattoos.create(tattoo("1.0.1", TattooStatus.BUILDING))
+    found = tattoos.get(TattooKey.for_version(tattoo("1.0.1").version_id or ""))
+    assert found is not None
+    etag = found[1]
+    tattoos.replace(tattoo("1.0.1", TattooStatus.BUILT), etag)
+    with pytest.raises(Conflict):
+        tattoos.replace(tattoo("1.0.1", TattooStatus.BUILD_FAILED), etag)
+
+
+def test_query_filters_by_image_and_status_and_pages(azurite: str, unique_name: str) -> None:
+    tattoos = repo(azurite, unique_name)
+    for n in range(5):
+        tattoos.create(tattoo(f"1.0.{n}"))
+    tattoos.create(tattoo("1.0.9", TattooStatus.BUILD_FAILED))
+    tattoos.create(tattoo("2.0.0", image="ubuntu"))
+    first = tattoos.query(TattooFilter("gal_staging", "win11-avd", TattooStatus.BUILT), 3, None)
+    assert len(first.items) == 3
+    assert first.continuation
+    second = tattoos.query(TattooFilter("gal_staging", "win11-avd", TattooStatus.BUILT), 3, first.continuation)
+    assert len(second.items) == 2
+    assert {t.version for t in first.items + second.items} == {f"1.0.{n}" for n in range(5)}
+    failed = tattoos.query(TattooFilter(status=TattooStatus.BUILD_FAILED), 10, None)
+    assert [t.version for t in failed.items] == ["1.0.9"]
+    assert [t.image for t in tattoos.query(TattooFilter(image="UBUNTU"), 10, None).items] == ["ubuntu"]
+
+
+def test_a_forged_continuation_token_is_invalid_input(azurite: str, unique_name: str) -> None:
+    with pytest.raises(InvalidInput):
+        repo(azurite, unique_name).query(TattooFilter(), 10, "!!not-base64!!")
+
+
+def test_rejected_events_are_kept_once_per_distinct_event(azurite: str, unique_name: str) -> None:
+    service = BlobServiceClient.from_connection_string(azurite)
+    store = BlobRejectedEventStore(service, unique_name)
+    event = {"id": "e1", "eventType": "Microsoft.Resources.ResourceActionSuccess", "data": "garbage"}
+    first = store.keep(event, "`data` must be an object", "corr-1", NOW)
+    again = store.keep(event, "`data` must be an object", "corr-2", NOW)
+    assert first == again
+    blobs = list(service.get_container_client(unique_name).list_blobs(include=["metadata"]))
+    assert [b.name for b in blobs] == [first]
+    assert first.startswith("2026/11/01/")
+    kept = json.loads(service.get_container_client(unique_name).download_blob(first).readall())
+    assert kept["event"] == event
+    assert kept["reason"] == "`data` must be an object"
+    assert kept["correlationId"] == "corr-1"  # the first keeping is never overwritten
+
+
+def _deliver(connection: str, table: str, which: str, rounds: int, barrier: object) -> None:
+    """One 'function instance': its own clients, delivering one kind of event many times."""
+    arm = FakeArm(docs.template("Succeeded"), docs.run_output(), docs.image_version(osVersion="os"))
+    intake = BuildIntake(arm, arm, repo(connection, table), InMemoryRejected(), clock=lambda: NOW)
+    barrier.wait()  # type: ignore[attr-defined]
+    for n in range(rounds):
+        event = docs.run_event(event_id=f"run-{n}") if which == "run" else docs.version_event(event_id=f"ver-{n}")
+        intake.handle_event(event, f"{which}-{n}")
+
+
+def test_concurrent_processes_delivering_both_events_leave_one_built_tattoo(azurite: str, unique_name: str) -> None:
+    repo(azurite, unique_name).table  # noqa: B018 - create the table before the race
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(target=_deliver, args=(azurite, unique_name, kind, 15, barrier))
+        for kind in ("run", "version", "run", "version")
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    rows = list(TableServiceClient.from_connection_string(azurite).get_table_client(unique_name).list_entities())
+    assert len(rows) == 1
+    final = ImageTattoo.model_validate_json(rows[0]["Document"])
+    # Without ETag-guarded writes a late `building` write would overwrite `built` (a lost update).
+    assert final.status is TattooStatus.BUILT
+    assert final.run_id == "win11-avd-monthly@20261101T030005Z"
+    assert final.os_version == "os"
+    assert final.tags["baseOsImg"] == "windows-11"

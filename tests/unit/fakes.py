@@ -1,0 +1,108 @@
+"""In-memory fakes of the ports, for unit tests of the services."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Any
+
+from shared.domain.arm import GalleryImageVersion, ImageTemplate, RunOutput
+from shared.domain.resource_ids import normalize
+from shared.domain.tattoo import ImageTattoo, TattooKey
+from shared.errors import Conflict, NotFound
+from shared.ports import TattooFilter, TattooPage
+
+
+class FakeArm:
+    """Image Builder and Gallery over a dict of ARM documents keyed by normalized id."""
+
+    def __init__(self, *documents: dict[str, Any]) -> None:
+        self.documents = {normalize(d["id"]): d for d in documents}
+        self.runs_started: list[str] = []
+
+    def put(self, document: dict[str, Any]) -> None:
+        self.documents[normalize(document["id"])] = document
+
+    def _get(self, resource_id: str) -> dict[str, Any]:
+        try:
+            return self.documents[normalize(resource_id)]
+        except KeyError:
+            raise NotFound(f"{resource_id} does not exist") from None
+
+    def get_template(self, template_id: str) -> ImageTemplate:
+        return ImageTemplate.from_arm(self._get(template_id))  # type: ignore[no-any-return]
+
+    def get_run_output(self, template_id: str, run_output_name: str) -> RunOutput | None:
+        doc = self.documents.get(normalize(f"{template_id}/runOutputs/{run_output_name}"))
+        return RunOutput.from_arm(doc) if doc else None
+
+    def run_template(self, template_id: str) -> None:
+        self._get(template_id)
+        self.runs_started.append(template_id)
+
+    def get_image_version(self, version_id: str) -> GalleryImageVersion:
+        return GalleryImageVersion.from_arm(self._get(version_id))  # type: ignore[no-any-return]
+
+    def list_image_versions(self, image_id: str) -> list[GalleryImageVersion]:
+        prefix = normalize(image_id) + "/versions/"
+        return [GalleryImageVersion.from_arm(d) for k, d in self.documents.items() if k.startswith(prefix)]
+
+
+class InMemoryTattoos:
+    """TattooRepository with ETags; `lose_races` makes the next N writes fail as if another writer won."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[ImageTattoo, str]] = {}
+        self._etags = itertools.count(1)
+        self.lose_races = 0
+        self.writes = 0
+
+    def get(self, key: TattooKey) -> tuple[ImageTattoo, str] | None:
+        return self.rows.get((key.partition, key.row))
+
+    def _write(self, tattoo: ImageTattoo) -> None:
+        if self.lose_races:
+            self.lose_races -= 1
+            raise Conflict("lost a race (simulated)")
+        self.writes += 1
+        self.rows[(tattoo.key.partition, tattoo.key.row)] = (tattoo, f"etag-{next(self._etags)}")
+
+    def create(self, tattoo: ImageTattoo) -> None:
+        if (tattoo.key.partition, tattoo.key.row) in self.rows:
+            raise Conflict("exists")
+        self._write(tattoo)
+
+    def replace(self, tattoo: ImageTattoo, etag: str) -> None:
+        current = self.rows.get((tattoo.key.partition, tattoo.key.row))
+        if current is None or current[1] != etag:
+            raise Conflict("modified")
+        self._write(tattoo)
+
+    def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
+        return next((t for (p, _), (t, _) in self.rows.items() if p == partition and t.run_id == run_id), None)
+
+    def query(self, filters: TattooFilter, page_size: int, continuation: str | None) -> TattooPage:
+        items = [
+            t
+            for t, _ in self.rows.values()
+            if (not filters.gallery or t.gallery.lower() == filters.gallery.lower())
+            and (not filters.image or t.image.lower() == filters.image.lower())
+            and (not filters.status or t.status == filters.status)
+        ]
+        return TattooPage(items=items[:page_size], continuation=None)
+
+    def ping(self) -> None:
+        return None
+
+
+class InMemoryRejected:
+    def __init__(self) -> None:
+        self.kept: dict[str, dict[str, Any]] = {}
+
+    def keep(self, event: object, reason: str, correlation_id: str, received: datetime) -> str:
+        name = f"{received:%Y/%m/%d}/{len(self.kept)}.json"
+        self.kept[name] = {"event": event, "reason": reason, "correlationId": correlation_id}
+        return name
+
+    def ping(self) -> None:
+        return None
