@@ -1,6 +1,6 @@
 """Typed views of the ARM documents the app reads (REST/`az` JSON shapes, camelCase).
 
-Both the Azure SDK adapters (via `model.serialize(keep_readonly=True)`) and the offline
+Both the Azure SDK adapters (via `model.as_dict()`, which keeps read-only fields) and the offline
 provider hand the domain the same JSON the REST API returns; these models are the one
 place that JSON is interpreted. Unknown fields are ignored, so newer API versions parse.
 """

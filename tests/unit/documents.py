@@ -37,7 +37,12 @@ def template(run_state: str | None = "Succeeded", message: str = "", **status: A
                     "scriptUri": "https://example.blob.core.windows.net/scripts/fslogix.ps1",
                     "sha256Checksum": "ab" * 32,
                 },
-                {"type": "WindowsUpdate", "name": "WindowsUpdate", "searchCriteria": "IsInstalled=0", "updateLimit": 40},
+                {
+                    "type": "WindowsUpdate",
+                    "name": "WindowsUpdate",
+                    "searchCriteria": "IsInstalled=0",
+                    "updateLimit": 40,
+                },
                 {"type": "WindowsRestart", "name": "Restart"},
             ],
             "distribute": [
@@ -92,7 +97,9 @@ def image_version(version_id: str = VERSION_ID, **tags: str) -> dict[str, Any]:
                 "endOfLifeDate": "2027-11-01T00:00:00Z",
                 "storageAccountType": "Standard_LRS",
             },
-            "storageProfile": {"source": {"id": f"/subscriptions/{SUB}/resourceGroups/IT_x/providers/Microsoft.Compute/images/i"}},
+            "storageProfile": {
+                "source": {"id": f"/subscriptions/{SUB}/resourceGroups/IT_x/providers/Microsoft.Compute/images/i"}
+            },
             "safetyProfile": {"allowDeletionOfReplicatedLocations": False, "blockDeletionBeforeEndOfLife": False},
             "provisioningState": "Succeeded",
         },
@@ -113,7 +120,10 @@ def resource_event(
         "authorization": {"scope": resource_uri, "action": operation, "evidence": {"role": "Contributor"}},
         "claims": claims
         if claims is not None
-        else {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "builder@contoso.com", "name": "Bea Builder"},
+        else {
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "builder@contoso.com",
+            "name": "Bea Builder",
+        },
         "correlationId": "c0ffee00-0000-0000-0000-000000000000",
         "resourceProvider": operation.split("/", 1)[0],
         "resourceUri": resource_uri,

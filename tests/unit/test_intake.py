@@ -17,14 +17,18 @@ NOW = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
 VERSION_KEY = TattooKey.for_version(docs.VERSION_ID)
 
 
-def make_intake(arm: FakeArm, staging: str | None = docs.STAGING_GALLERY_ID) -> tuple[BuildIntake, InMemoryTattoos, InMemoryRejected]:
+def make_intake(
+    arm: FakeArm, staging: str | None = docs.STAGING_GALLERY_ID
+) -> tuple[BuildIntake, InMemoryTattoos, InMemoryRejected]:
     tattoos, rejected = InMemoryTattoos(), InMemoryRejected()
     intake = BuildIntake(arm, arm, tattoos, rejected, clock=lambda: NOW, staging_gallery_id=staging)
     return intake, tattoos, rejected
 
 
 def successful_build() -> FakeArm:
-    return FakeArm(docs.template("Succeeded"), docs.run_output(), docs.image_version(osVersion="Windows 11 23H2 22631.4460"))
+    return FakeArm(
+        docs.template("Succeeded"), docs.run_output(), docs.image_version(osVersion="Windows 11 23H2 22631.4460")
+    )
 
 
 def test_successful_run_records_the_full_tattoo() -> None:
@@ -52,7 +56,7 @@ def test_successful_run_records_the_full_tattoo() -> None:
 
 def test_the_event_verdict_is_not_trusted_over_azure() -> None:
     arm = FakeArm(docs.template("Failed", message="customizer failed", sub_state="Customizing"))
-    intake, tattoos, _ = make_intake(arm)
+    intake, _tattoos, _ = make_intake(arm)
     result = intake.handle_event(docs.run_event("Success"), "corr")
     assert result.status is TattooStatus.BUILD_FAILED
 

@@ -23,12 +23,14 @@ def test_the_connection_string_never_appears_in_the_settings_repr() -> None:
 
 
 def test_identity_based_storage_derives_the_table_endpoint() -> None:
-    settings = settings_from({
-        "AZURE_SUBSCRIPTION_ID": "s",
-        "GOVSTORAGE__serviceUri": "https://gov.blob.core.windows.net",
-        "GOVSTORAGE__credential": "managedidentity",
-        "GOVSTORAGE__clientId": "client-1",
-    })
+    settings = settings_from(
+        {
+            "AZURE_SUBSCRIPTION_ID": "s",
+            "GOVSTORAGE__serviceUri": "https://gov.blob.core.windows.net",
+            "GOVSTORAGE__credential": "managedidentity",
+            "GOVSTORAGE__clientId": "client-1",
+        }
+    )
     assert settings.mode == "azure"
     assert settings.storage.uses_identity
     assert settings.storage.table_uri == "https://gov.table.core.windows.net"

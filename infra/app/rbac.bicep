@@ -1,0 +1,209 @@
+// Every role assignment of the deployment, in one file, so a reviewer sees each grant and its reason
+// in one place. Least privilege throughout: data-plane roles scoped to the smallest resource that
+// works, plus one custom ARM role of read/run actions. No control-plane Owner/Contributor and no
+// key-listing role anywhere; the one data "Owner" role is confined to the Functions host account.
+//
+// Bicep assigns roles only inside the resource group a file is deployed into, so main.bicep deploys
+// this file twice: `target: 'app'` into the app's group and `target: 'imageFactory'` into the image
+// factory's group. Each assignment is guarded by the target it belongs to.
+targetScope = 'resourceGroup'
+
+@allowed(['app', 'imageFactory'])
+param target string
+param environmentName string
+
+@description('Principal id of the app\'s user-assigned identity.')
+param appPrincipalId string
+
+// Names in the app's resource group (every target receives them so each one is a valid string).
+param governanceStorageAccountName string
+param hostStorageAccountName string
+param applicationInsightsName string
+param rejectedEventsContainerName string
+param deadLetterContainerName string
+
+@description('Principal id of the image factory system topic\'s identity (dead-lettering).')
+param systemTopicPrincipalId string
+
+@description('Optional Entra object id (ideally a group) allowed to read rejected and dead-lettered events.')
+param operatorsPrincipalId string = ''
+
+var isApp = target == 'app'
+var isImageFactory = target == 'imageFactory'
+
+// Built-in role definition ids.
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+// ============================================================================================
+// IMAGE FACTORY CUSTOM ROLE: the only ARM permissions the app holds, on the image factory group.
+// Read the templates (and their lastRunStatus), start a run, read run outputs, read galleries,
+// image definitions and versions. Nothing else: no write, no delete, no role management.
+// PUBLISHING (later) will add 'Microsoft.Compute/galleries/images/versions/write' here; tattoo tags
+// on versions need the same write. Keep every addition in this list, with its reason.
+// ============================================================================================
+var imageFactoryRoleActions = [
+  'Microsoft.VirtualMachineImages/imageTemplates/read'
+  'Microsoft.VirtualMachineImages/imageTemplates/run/action'
+  'Microsoft.VirtualMachineImages/imageTemplates/runOutputs/read'
+  'Microsoft.Compute/galleries/read'
+  'Microsoft.Compute/galleries/images/read'
+  'Microsoft.Compute/galleries/images/versions/read'
+]
+
+resource governanceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: governanceStorageAccountName
+
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+
+    resource rejectedEvents 'containers' existing = {
+      name: rejectedEventsContainerName
+    }
+
+    resource deadLetter 'containers' existing = {
+      name: deadLetterContainerName
+    }
+  }
+}
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// --- target: app -----------------------------------------------------------------------------
+
+// App -> governance account: Storage Blob Data Contributor. The app creates, reads and appends blobs
+// (rejected events, audit records). Not Storage Blob Data Owner: the app never manages POSIX ACLs or
+// ownership, and Owner's extra rights are exactly what an audit log's writer must not have. Not the
+// account-level Owner/Contributor roles either: those are control-plane roles that could list keys or
+// change the immutability policy. Data roles cannot delete or shorten WORM-protected audit versions.
+// Scoped to the account because the app writes to several containers and the account holds nothing
+// but governance data.
+resource appGovernanceBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(governanceStorage.id, appPrincipalId, roles.storageBlobDataContributor)
+  scope: governanceStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App -> governance account: Storage Table Data Contributor, for tattoo state (read, insert,
+// conditional update with ETags). Not Owner/Contributor on the account for the reasons above. Scoped
+// to the account, which holds only governance data, because the design adds tables (approvals, fleet
+// tattoos); a per-table scope would be possible but would break each time a table is added.
+resource appGovernanceTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(governanceStorage.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: governanceStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App -> host account: Storage Blob Data Owner. This is the role the Functions documentation names for
+// an identity-based AzureWebJobsStorage (the host creates its containers and takes blob leases) and it
+// also covers the Flex Consumption package container. It is confined to the host account, which
+// holds no governance data. No queue/table roles: no trigger of this app uses the host's queues/tables.
+resource appHostBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(hostStorage.id, appPrincipalId, roles.storageBlobDataOwner)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App -> Application Insights: Monitoring Metrics Publisher, required to send telemetry when the
+// component has local (instrumentation key) auth disabled.
+resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(applicationInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// System topic -> dead-letter container only: Storage Blob Data Contributor, which Event Grid needs to
+// write dead-lettered events with its identity. Container scope: it cannot touch audit or tattoos.
+resource topicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(governanceStorage::blobService::deadLetter.id, systemTopicPrincipalId, roles.storageBlobDataContributor)
+  scope: governanceStorage::blobService::deadLetter
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: systemTopicPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Operators (optional) -> rejected and dead-lettered events: Storage Blob Data Reader, read-only,
+// per container. principalType is left to Entra so a user or a group both work.
+resource operatorsRejected 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp && !empty(operatorsPrincipalId)) {
+  name: guid(governanceStorage::blobService::rejectedEvents.id, operatorsPrincipalId, roles.storageBlobDataReader)
+  scope: governanceStorage::blobService::rejectedEvents
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: operatorsPrincipalId
+  }
+}
+
+resource operatorsDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp && !empty(operatorsPrincipalId)) {
+  name: guid(governanceStorage::blobService::deadLetter.id, operatorsPrincipalId, roles.storageBlobDataReader)
+  scope: governanceStorage::blobService::deadLetter
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: operatorsPrincipalId
+  }
+}
+
+// --- target: imageFactory --------------------------------------------------------------------
+
+// The custom role is defined here, next to its only assignment, and can be assigned only in this group.
+var imageFactoryRoleId = guid(subscription().id, resourceGroup().id, 'golden-image-governance', environmentName)
+
+resource imageFactoryRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (isImageFactory) {
+  name: imageFactoryRoleId
+  properties: {
+    roleName: 'Golden image governance (${environmentName}, ${resourceGroup().name})'
+    description: 'Lets the golden image governance app read Image Builder templates and Compute Gallery images, and start template runs, in this resource group only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: imageFactoryRoleActions
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource appImageFactory 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isImageFactory) {
+  name: guid(resourceGroup().id, appPrincipalId, imageFactoryRoleId)
+  properties: {
+    // A role definition's id is subscription-level even when it is deployed from a resource group.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', imageFactoryRoleId)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Golden image governance app (${environmentName}): read templates and galleries, start runs.'
+  }
+  dependsOn: [imageFactoryRole]
+}

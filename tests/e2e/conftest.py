@@ -1,0 +1,144 @@
+"""End-to-end target: the local Functions host started here, or any host at `E2E_BASE_URL`.
+
+The app under test runs in offline mode; the tests play Azure by seeding the offline provider
+(in the same storage the app uses) and delivering Resource Manager events to its webhook.
+Against another host set `E2E_BASE_URL` and `E2E_STORAGE_CONNECTION_STRING` (plus
+`E2E_OFFLINE_CONTAINER`, `E2E_FUNCTION_KEY`, `E2E_EVENTGRID_KEY` when they differ from the
+defaults of `local.settings.example.json`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from shared.local.azurite import REPO_ROOT, free_port
+from shared.local.offline.sample import SampleFactory, seed_sample_factory
+from shared.local.offline.store import ArmStore
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Target:
+    base_url: str
+    store: ArmStore
+    connection_string: str
+    function_key: str | None = None
+    eventgrid_key: str | None = None
+    rejected_container: str = "rejected-events"
+
+    @property
+    def webhook_url(self) -> str:
+        url = f"{self.base_url}/runtime/webhooks/EventGrid?functionName=build_events"
+        return url + (f"&code={self.eventgrid_key}" if self.eventgrid_key else "")
+
+    def post_events(self, events: list[dict[str, Any]]) -> requests.Response:
+        return requests.post(self.webhook_url, json=events, headers={"aeg-event-type": "Notification"}, timeout=60)
+
+    def get(self, path: str, **params: str) -> requests.Response:
+        headers = {"x-functions-key": self.function_key} if self.function_key else {}
+        return requests.get(f"{self.base_url}/api/{path}", params=params, headers=headers, timeout=30)
+
+    def invoke_timer(self, name: str) -> requests.Response:
+        return requests.post(f"{self.base_url}/admin/functions/{name}", json={"input": ""}, timeout=120)
+
+    def fresh_factory(self) -> SampleFactory:
+        """A factory of its own for one test: galleries named uniquely, so tattoos never collide."""
+        suffix = uuid.uuid4().hex[:8]
+        return seed_sample_factory(
+            self.store,
+            resource_group=f"rg-e2e-{suffix}",
+            staging_gallery=f"gal_staging_{suffix}",
+            production_gallery=f"gal_production_{suffix}",
+        )
+
+
+def start_host(port: int, environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    settings = REPO_ROOT / "tests" / "assets" / "empty.local.settings.json"
+    command = [sys.executable, "-m", "shared.local.host", "--script-root", str(REPO_ROOT), "--port", str(port),
+               "--no-timers", "--settings", str(settings)]  # fmt: skip
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environ, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local host exited: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/admin/host/status", timeout=1).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"local host did not start: {log.read_text()[-2000:]}")
+
+
+def app_environment(connection_string: str, suffix: str, port: int, template_ids: tuple[str, ...]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GOVERNANCE_MODE": "offline",
+        "GOVSTORAGE": connection_string,
+        "AzureWebJobsStorage": connection_string,
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "TATTOO_TABLE": f"tattoos{suffix}",
+        "REJECTED_EVENTS_CONTAINER": f"rejected-{suffix}",
+        "OFFLINE_STORE_CONTAINER": f"arm-{suffix}",
+        "OFFLINE_EVENT_WEBHOOK_URL": f"http://127.0.0.1:{port}/runtime/webhooks/EventGrid?functionName=build_events",
+        "BUILD_TEMPLATE_IDS": ",".join(template_ids),
+        "REFRESH_SCHEDULE": "0 0 3 1 * *",
+        "RECONCILE_SCHEDULE": "0 */15 * * * *",
+    }
+
+
+@dataclass
+class LocalHosts:
+    """Two host processes sharing one storage: two Functions instances."""
+
+    targets: list[Target]
+    scheduled_factory: SampleFactory
+
+
+@pytest.fixture(scope="session")
+def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHosts]:
+    base_url = os.environ.get("E2E_BASE_URL")
+    if base_url:
+        connection = os.environ["E2E_STORAGE_CONNECTION_STRING"]
+        store = ArmStore(connection, os.environ.get("E2E_OFFLINE_CONTAINER", "offline-arm"))
+        target = Target(base_url.rstrip("/"), store, connection, os.environ.get("E2E_FUNCTION_KEY"),
+                        os.environ.get("E2E_EVENTGRID_KEY"),
+                        os.environ.get("E2E_REJECTED_EVENTS_CONTAINER", "rejected-events"))  # fmt: skip
+        # The target's BUILD_TEMPLATE_IDS are those of the default sample factory (local.settings.example.json).
+        yield LocalHosts([target, target], seed_sample_factory(store))
+        return
+    suffix = uuid.uuid4().hex[:10]
+    store = ArmStore(azurite, f"arm-{suffix}")
+    scheduled = seed_sample_factory(store, resource_group=f"rg-sched-{suffix}", staging_gallery=f"gal_sched_{suffix}",
+                                    production_gallery=f"gal_sched_prod_{suffix}")  # fmt: skip
+    log = tmp_path_factory.mktemp("host") / "host.log"
+    processes, targets = [], []
+    for _ in range(2):
+        port = free_port()
+        environ = app_environment(azurite, suffix, port, scheduled.template_ids)
+        processes.append(start_host(port, environ, log))
+        targets.append(Target(f"http://127.0.0.1:{port}", store, azurite, rejected_container=f"rejected-{suffix}"))
+    try:
+        yield LocalHosts(targets, scheduled)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
+def target(hosts: LocalHosts) -> Target:
+    return hosts.targets[0]
