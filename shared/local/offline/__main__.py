@@ -6,7 +6,8 @@
     python -m shared.local.offline show RESOURCE_ID
     python -m shared.local.offline list PREFIX
 
-Defaults: GOVSTORAGE (connection string), OFFLINE_STORE_CONTAINER, OFFLINE_EVENT_WEBHOOK_URL.
+Defaults: GOVSTORAGE (connection string), OFFLINE_STORE_CONTAINER, OFFLINE_EVENT_WEBHOOK_URL, from the
+environment or else from ./local.settings.json (as `make run` serves the app with it).
 Output is JSON on stdout; errors go to stderr with exit status 1.
 """
 
@@ -19,16 +20,19 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.domain.resource_ids import IMAGE_TEMPLATE
 from shared.errors import GovernanceError, InvalidInput, NotFound
+from shared.local.host.config import export_settings, read_local_settings
 from shared.local.offline.sample import SAMPLE_SUBSCRIPTION_ID, seed_sample_factory
 from shared.local.offline.simulator import DEFAULT_INITIATOR, SimulatedOutcome, run_image_template, set_outcome
 from shared.local.offline.store import DEFAULT_CONTAINER, ArmStore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    export_settings(read_local_settings(Path("local.settings.json")).values)
     args = _parser().parse_args(argv)
     if not args.connection_string:
         print("error: pass --connection-string or set GOVSTORAGE", file=sys.stderr)
