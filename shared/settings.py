@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from shared.domain.resource_ids import GALLERY, IMAGE_TEMPLATE, ResourceId
 from shared.errors import ConfigurationError, InvalidInput
@@ -80,8 +80,17 @@ class Settings(BaseModel):
     rejected_events_container: str = "rejected-events"
     offline_store_container: str = "offline-arm"
     offline_event_webhook_url: str | None = None
+    audit_container: str = "audit"
+    audit_shards: int = Field(default=4, ge=1, le=64)
+    audit_digest_schedule: str = "0 0 * * * *"
+    audit_outbox_schedule: str = "0 */5 * * * *"
+    audit_signing_key_file: str | None = None
+    audit_key_vault_key_id: str | None = None
+    audit_allow_mutable_container: bool = False
 
-    _schedules = field_validator("refresh_schedule", "reconcile_schedule")(_validate_ncrontab)
+    _schedules = field_validator(
+        "refresh_schedule", "reconcile_schedule", "audit_digest_schedule", "audit_outbox_schedule"
+    )(_validate_ncrontab)
 
     @field_validator("build_template_ids")
     @classmethod
@@ -101,6 +110,14 @@ class Settings(BaseModel):
     def _azure_mode_needs_a_subscription(self) -> Settings:
         if self.mode == "azure" and not self.subscription_id:
             raise ValueError("AZURE_SUBSCRIPTION_ID is required when GOVERNANCE_MODE=azure")
+        return self
+
+    @model_validator(mode="after")
+    def _digests_need_one_signing_key(self) -> Settings:
+        if self.audit_signing_key_file and self.audit_key_vault_key_id:
+            raise ValueError("set AUDIT_SIGNING_KEY_FILE or AUDIT_KEY_VAULT_KEY_ID, not both")
+        if self.mode == "azure" and self.audit_signing_key_file:
+            raise ValueError("AUDIT_SIGNING_KEY_FILE is for development; in Azure use AUDIT_KEY_VAULT_KEY_ID")
         return self
 
 
@@ -125,6 +142,13 @@ _ENV_FIELDS = {
     "REJECTED_EVENTS_CONTAINER": "rejected_events_container",
     "OFFLINE_STORE_CONTAINER": "offline_store_container",
     "OFFLINE_EVENT_WEBHOOK_URL": "offline_event_webhook_url",
+    "AUDIT_CONTAINER": "audit_container",
+    "AUDIT_SHARDS": "audit_shards",
+    "AUDIT_DIGEST_SCHEDULE": "audit_digest_schedule",
+    "AUDIT_OUTBOX_SCHEDULE": "audit_outbox_schedule",
+    "AUDIT_SIGNING_KEY_FILE": "audit_signing_key_file",
+    "AUDIT_KEY_VAULT_KEY_ID": "audit_key_vault_key_id",
+    "AUDIT_ALLOW_MUTABLE_CONTAINER": "audit_allow_mutable_container",
 }
 _STORAGE_FIELDS = {
     "": "connection_string",
