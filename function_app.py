@@ -41,7 +41,7 @@ def build_events(event: func.EventGridEvent, context: func.Context) -> None:
         "dataVersion": event.data_version,
         "data": _event_data(event),
     }
-    result = get_services().intake.handle_event(envelope, context.invocation_id)
+    result = get_services().require_ready().intake.handle_event(envelope, context.invocation_id)
     log.info(
         "build event %s: %s", result.outcome, result.detail,
         extra={"event_id": event.id, "event_type": event.event_type, "correlation_id": context.invocation_id},
@@ -62,7 +62,7 @@ def _event_data(event: func.EventGridEvent) -> Any:
 @app.timer_trigger(schedule="%REFRESH_SCHEDULE%", arg_name="timer")
 def refresh_images(timer: func.TimerRequest, context: func.Context) -> None:
     """The monthly refresh: run every configured image template."""
-    services = get_services()
+    services = get_services().require_ready()
     report = services.scheduler.refresh(services.settings.build_template_ids)
     log.info("refresh: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
 
@@ -71,7 +71,7 @@ def refresh_images(timer: func.TimerRequest, context: func.Context) -> None:
 @app.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer")
 def reconcile_builds(timer: func.TimerRequest, context: func.Context) -> None:
     """Catch runs whose completion event was missed: re-read templates, record what is not recorded."""
-    services = get_services()
+    services = get_services().require_ready()
     report = services.scheduler.reconcile(services.settings.build_template_ids, context.invocation_id)
     log.info("reconcile: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
 
@@ -83,7 +83,7 @@ def reconcile_builds(timer: func.TimerRequest, context: func.Context) -> None:
 @app.route(route="images", methods=["GET"])
 def list_images(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
-        page = get_services().images.list_images(
+        page = get_services().require_ready().images.list_images(
             gallery=req.params.get("gallery"),
             image=req.params.get("image"),
             status=req.params.get("status"),
@@ -104,7 +104,7 @@ def list_images(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         params = req.route_params
-        tattoo = get_services().images.get_image(params["gallery"], params["image"], params["version"])
+        tattoo = get_services().require_ready().images.get_image(params["gallery"], params["image"], params["version"])
         return _json(tattoo.model_dump(mode="json"))
 
     return _respond(req, context, handle)
@@ -115,7 +115,18 @@ def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = get_services()
-        report = check_health(services.settings.mode, services.tattoos, services.rejected_events)
+
+        def immutability() -> tuple[bool, str]:
+            state = services.audit_immutability
+            return state.protected, state.detail
+
+        report = check_health(
+            services.settings.mode,
+            services.tattoos,
+            services.rejected_events,
+            immutability,
+            services.settings.audit_allow_mutable_container,
+        )
         return _json(report.body, status=200 if report.healthy else 503)
 
     return _respond(req, context, handle)

@@ -166,3 +166,12 @@ def key_path(key_id: str) -> str:
 
 def key_id_of(spki_der: bytes) -> str:
     return hashlib.sha256(spki_der).hexdigest()[:32]
+
+
+def record_json_schema() -> dict[str, Any]:
+    """JSON Schema of one record line (docs/audit-record.schema.json is generated from it)."""
+    schema = AuditRecord.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/golden-image-governance/docs/audit-record.schema.json"
+    schema["description"] = "One line of an audit segment (docs/audit-format.md), schema_version 1."
+    return schema

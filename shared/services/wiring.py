@@ -8,12 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
+from shared.errors import ConfigurationError
 from shared.ports import Gallery, ImageBuilder, RejectedEventStore, TattooRepository
 from shared.services.builds import BuildScheduler
 from shared.services.images import ImageQueries
 from shared.services.intake import BuildIntake
 from shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shared.adapters.audit_immutability import Immutability
 
 
 def utc_now() -> datetime:
@@ -42,6 +47,24 @@ class Services:
         from shared.adapters.rejected_events import BlobRejectedEventStore
 
         return BlobRejectedEventStore(self._blob_service, self.settings.rejected_events_container)
+
+    @cached_property
+    def audit_immutability(self) -> Immutability:
+        """Read once per worker: a container's immutability does not come and go."""
+        from shared.adapters.audit_immutability import container_immutability
+
+        return container_immutability(self._blob_service.get_container_client(self.settings.audit_container))
+
+    def require_ready(self) -> Services:
+        """Refuse to work, in Azure, while the audit container is not write-once (unless overridden)."""
+        if self.settings.mode == "azure" and not self.settings.audit_allow_mutable_container:
+            immutability = self.audit_immutability
+            if not immutability.protected:
+                raise ConfigurationError(
+                    f"audit container {self.settings.audit_container!r}: {immutability.detail}; apply the "
+                    "immutability policy from infra/ (or set AUDIT_ALLOW_MUTABLE_CONTAINER=true, break-glass only)"
+                )
+        return self
 
     @cached_property
     def _azure_ports(self) -> tuple[ImageBuilder, Gallery]:
