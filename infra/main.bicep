@@ -1,7 +1,8 @@
 // Golden image governance: everything `azd up` provisions.
 //
 // Two resource groups are involved:
-// - the app's own group (created here, `rg-<environment>`): function app, its identity, storage, monitoring;
+// - the app's own group (created here, `rg-<environment>`): function app, its identity, storage,
+//   monitoring, and the Key Vault holding the audit digest signing key;
 // - the image factory's group (existing, owned by the image builders): Image Builder templates and the
 //   staging/production Compute Galleries. The app only observes it: an Event Grid system topic (with
 //   its event subscription and a delete lock) and one narrowly scoped custom role are all it adds there.
@@ -48,16 +49,25 @@ param refreshSchedule string = ''
 @description('NCRONTAB (UTC) for reconcile_builds; empty means the app default.')
 param reconcileSchedule string = ''
 
+@description('NCRONTAB (UTC) for seal_audit_digest (one signed digest per run); empty means hourly, the app default.')
+param auditDigestSchedule string = ''
+
+@description('NCRONTAB (UTC) for the audit outbox timer; empty means every 5 minutes, the app default.')
+param auditOutboxSchedule string = ''
+
 @description('Create the Event Grid subscription to build_events. Leave false on the first `azd up`: the postdeploy hook creates it once the function exists and then sets this to true (see docs/operations.md).')
 param buildEventsSubscriptionEnabled bool = false
 
 @description('Optional Entra object id (ideally a group) that may read rejected and dead-lettered events.')
 param operatorsPrincipalId string = ''
 
+@description('Optional Entra object id (ideally a group) that may read the audit container and the signing key\'s public part (auditors who verify the trail).')
+param auditReadersPrincipalId string = ''
+
 @description('Name of the Event Grid system topic on the image factory group. Only one system topic may exist per source: if the group already has one, put its name here.')
 param imageFactorySystemTopicName string = ''
 
-@description('CanNotDelete locks on the governance storage account and on the image factory system topic (which protects the image factory group from whole-group deletion). Set false only for throw-away test environments.')
+@description('CanNotDelete locks on the governance storage account, the audit signing Key Vault and the image factory system topic (which protects the image factory group from whole-group deletion). Set false only for throw-away test environments.')
 param deleteLocks bool = true
 
 @description('Storage redundancy of the governance account (audit, tattoos). Prefer Standard_GZRS or Standard_RAGZRS in production where the region offers it.')
@@ -69,6 +79,8 @@ param tattooTableName string = 'imagetattoos'
 param rejectedEventsContainerName string = 'rejected-events'
 param auditContainerName string = 'audit'
 param deadLetterContainerName string = 'eventgrid-deadletter'
+// Key that signs audit digests; its versionless URI becomes AUDIT_KEY_VAULT_KEY_ID.
+param auditSigningKeyName string = 'audit-digest-signing'
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -76,6 +88,8 @@ var functionAppName = 'func-gig-${resourceToken}'
 var hostStorageName = 'sthost${resourceToken}'
 var governanceStorageName = 'stgov${resourceToken}'
 var applicationInsightsName = 'appi-${resourceToken}'
+// 16 characters (vault names: 3-24, globally unique; a deleted vault keeps its name while soft-deleted).
+var keyVaultName = 'kv-${resourceToken}'
 // Flex Consumption pulls the app package from this container in the host storage account.
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var systemTopicName = !empty(imageFactorySystemTopicName) ? imageFactorySystemTopicName : 'evgt-imagefactory-${resourceToken}'
@@ -150,6 +164,19 @@ module governanceStorage 'app/governance-storage.bicep' = {
   }
 }
 
+module keyVault 'app/key-vault.bicep' = {
+  name: 'key-vault'
+  scope: rg
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+    keyName: auditSigningKeyName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    deleteLock: deleteLocks
+  }
+}
+
 module systemTopic 'app/eventgrid-topic.bicep' = {
   name: take('imagefactory-system-topic-${environmentName}', 64)
   scope: imageFactoryRg
@@ -173,8 +200,12 @@ module rbacApp 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     rejectedEventsContainerName: rejectedEventsContainerName
     deadLetterContainerName: deadLetterContainerName
+    auditContainerName: auditContainerName
+    keyVaultName: keyVault.outputs.name
+    auditSigningKeyName: keyVault.outputs.keyName
     systemTopicPrincipalId: systemTopic.outputs.principalId
     operatorsPrincipalId: operatorsPrincipalId
+    auditReadersPrincipalId: auditReadersPrincipalId
   }
 }
 
@@ -191,8 +222,12 @@ module rbacImageFactory 'app/rbac.bicep' = {
     applicationInsightsName: applicationInsightsName
     rejectedEventsContainerName: rejectedEventsContainerName
     deadLetterContainerName: deadLetterContainerName
+    auditContainerName: auditContainerName
+    keyVaultName: keyVaultName
+    auditSigningKeyName: auditSigningKeyName
     systemTopicPrincipalId: ''
     operatorsPrincipalId: ''
+    auditReadersPrincipalId: ''
   }
 }
 
@@ -224,6 +259,17 @@ module functionApp 'app/function-app.bicep' = {
       RECONCILE_SCHEDULE: !empty(reconcileSchedule) ? reconcileSchedule : '0 */15 * * * *'
       TATTOO_TABLE: tattooTableName
       REJECTED_EVENTS_CONTAINER: rejectedEventsContainerName
+      // Audit trail (docs/audit-format.md). App settings are strings: AUDIT_SHARDS is parsed by the app.
+      AUDIT_CONTAINER: auditContainerName
+      // Part of the archive layout (shard=SS in every segment path): decide before the first record.
+      AUDIT_SHARDS: '4'
+      AUDIT_DIGEST_SCHEDULE: !empty(auditDigestSchedule) ? auditDigestSchedule : '0 0 * * * *'
+      AUDIT_OUTBOX_SCHEDULE: !empty(auditOutboxSchedule) ? auditOutboxSchedule : '0 */5 * * * *'
+      // Versionless key URI: the app signs with the key's current version and names it in each digest.
+      AUDIT_KEY_VAULT_KEY_ID: keyVault.outputs.keyUri
+      // Deliberately absent: AUDIT_SIGNING_KEY_FILE (development only; the app rejects it in Azure) and
+      // AUDIT_ALLOW_MUTABLE_CONTAINER (break-glass override of the WORM check; must stay unset in Azure,
+      // and every provision removes it again because this resource replaces all app settings).
     }
   }
   // Grant storage access before the host starts, so its first start does not fail on 403s.
@@ -263,6 +309,10 @@ output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output REJECTED_EVENTS_CONTAINER string = rejectedEventsContainerName
 output EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AUDIT_CONTAINER string = auditContainerName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
+output AUDIT_SIGNING_KEY_NAME string = keyVault.outputs.keyName
+output AUDIT_KEY_VAULT_KEY_ID string = keyVault.outputs.keyUri
 output IMAGE_FACTORY_RESOURCE_GROUP string = imageFactoryResourceGroupName
 output IMAGE_FACTORY_SYSTEM_TOPIC_NAME string = systemTopic.outputs.name
 output BUILD_EVENTS_FUNCTION_ID string = '${functionApp.outputs.id}/functions/${buildEventsFunctionName}'

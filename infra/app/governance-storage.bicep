@@ -95,8 +95,22 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 }
 
 // Default time-based retention for every blob version written to `audit`. Deployed Unlocked: locking
-// is deliberate, irreversible and done by an operator after review (docs/operations.md). Protected
-// append writes let the app add blocks to its append blobs while existing blocks stay immutable.
+// is deliberate, irreversible and done by an operator after review (docs/operations.md).
+//
+// How the app's writes fare under it (docs/operations.md, "Audit container immutability"):
+// - digests (v1/digests/...) and public keys (v1/keys/...) are block blobs created once
+//   (If-None-Match: *): creating a blob is always allowed; the new version inherits this policy.
+// - segments (v1/records/...) are append blobs: created once, then Append Block with an appendpos
+//   condition. Append Block does not create a new blob version, it extends the current one, which is
+//   protected; allowProtectedAppendWrites is what permits adding blocks to it (existing blocks can
+//   never change). Microsoft documents the setting for default policies of version-level containers
+//   (az storage container immutability-policy create --allow-protected-append-writes) and for
+//   account-level version-level defaults; one conceptual page restricts "this property" to
+//   container-scope policies, which matches only allowProtectedAppendWritesAll. So: set
+//   allowProtectedAppendWrites, never allowProtectedAppendWritesAll (block-blob appends through the
+//   Data Lake API, which the app does not use; the two are mutually exclusive anyway).
+// - the setting can be changed only while the policy is unlocked: verify appends work in Azure before
+//   locking.
 resource auditRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!auditPolicyLocked) {
   parent: auditContainer
   name: 'default'

@@ -21,12 +21,18 @@ param hostStorageAccountName string
 param applicationInsightsName string
 param rejectedEventsContainerName string
 param deadLetterContainerName string
+param auditContainerName string
+param keyVaultName string
+param auditSigningKeyName string
 
 @description('Principal id of the image factory system topic\'s identity (dead-lettering).')
 param systemTopicPrincipalId string
 
 @description('Optional Entra object id (ideally a group) allowed to read rejected and dead-lettered events.')
 param operatorsPrincipalId string = ''
+
+@description('Optional Entra object id (ideally a group) allowed to read the audit container and the signing key\'s public part, to verify the audit trail.')
+param auditReadersPrincipalId string = ''
 
 var isApp = target == 'app'
 var isImageFactory = target == 'imageFactory'
@@ -38,6 +44,8 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
+  keyVaultReader: '21090545-7ca7-4776-b22c-e363652d74d2'
 }
 
 // ============================================================================================
@@ -69,6 +77,18 @@ resource governanceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existi
     resource deadLetter 'containers' existing = {
       name: deadLetterContainerName
     }
+
+    resource audit 'containers' existing = {
+      name: auditContainerName
+    }
+  }
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+
+  resource auditSigningKey 'keys' existing = {
+    name: auditSigningKeyName
   }
 }
 
@@ -89,6 +109,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // change the immutability policy. Data roles cannot delete or shorten WORM-protected audit versions.
 // Scoped to the account because the app writes to several containers and the account holds nothing
 // but governance data.
+// The same role covers the app's start-up and /api/health check of the audit container: Get Container
+// Properties (x-ms-immutable-storage-with-versioning-enabled, x-ms-has-immutability-policy) is
+// authorized by Microsoft.Storage/storageAccounts/blobServices/containers/read, which is in this role's
+// `actions`; a blob version's retention (Get Blob Properties: x-ms-immutability-policy-until-date and
+// -mode) by blobs/read in its `dataActions`. Nothing more is granted for it.
 resource appGovernanceBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
   name: guid(governanceStorage.id, appPrincipalId, roles.storageBlobDataContributor)
   scope: governanceStorage
@@ -139,6 +164,29 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
   }
 }
 
+// App -> the audit digest signing key only: Key Vault Crypto User. The app needs keys/read (fetch the
+// public key, published as v1/keys/KEYID.pem, and the current version) and keys/sign/action (ES256
+// signatures over digests). No built-in role is narrower: Key Vault Reader cannot sign, Crypto
+// Service Encryption User can only wrap/unwrap. The role also carries encrypt/decrypt/wrap/unwrap/
+// verify, which an EC key with keyOps [sign, verify] refuses anyway, plus keys/update and keys/backup:
+// neither exposes the private key (a backup restores only into a Key Vault in the same geography and
+// subscription); update could at worst disable the key, which stops signing loudly, never forges.
+// Scoped to the KEY, not the vault: the grant cannot grow to any key or secret added to the vault
+// later, and the app cannot list the vault. (Microsoft's general advice is a vault per application and
+// environment with roles at vault scope, key scope only for special cases; this vault is exactly such
+// a dedicated vault, so the key scope costs no extra management and is strictly narrower.)
+// Control-plane roles (Key Vault Contributor/Owner) are never granted: the app cannot change the
+// vault, its network rules, purge protection or role assignments.
+resource appAuditSigning 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(keyVault::auditSigningKey.id, appPrincipalId, roles.keyVaultCryptoUser)
+  scope: keyVault::auditSigningKey
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // System topic -> dead-letter container only: Storage Blob Data Contributor, which Event Grid needs to
 // write dead-lettered events with its identity. Container scope: it cannot touch audit or tattoos.
 resource topicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
@@ -168,6 +216,30 @@ resource operatorsDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
     principalId: operatorsPrincipalId
+  }
+}
+
+// Audit readers (optional) -> the audit container: Storage Blob Data Reader, read-only, so auditors
+// can download the archive and verify it (docs/operations.md, "Verify the audit trail"). Data roles
+// cannot delete or alter WORM-protected versions in any case; Reader cannot even add blobs.
+resource auditReadersContainer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp && !empty(auditReadersPrincipalId)) {
+  name: guid(governanceStorage::blobService::audit.id, auditReadersPrincipalId, roles.storageBlobDataReader)
+  scope: governanceStorage::blobService::audit
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: auditReadersPrincipalId
+  }
+}
+
+// Audit readers (optional) -> the signing key: Key Vault Reader, so they can fetch the trusted public
+// key from Key Vault (az keyvault key download) instead of trusting the copy inside the archive. It
+// reads key properties and public material only; it cannot sign. Scoped to the key.
+resource auditReadersKey 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp && !empty(auditReadersPrincipalId)) {
+  name: guid(keyVault::auditSigningKey.id, auditReadersPrincipalId, roles.keyVaultReader)
+  scope: keyVault::auditSigningKey
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultReader)
+    principalId: auditReadersPrincipalId
   }
 }
 
