@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 
 from shared.errors import GovernanceError, InvalidInput
 from shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from shared.services.audit_query import AuditQuery
 from shared.services.health import check_health
 from shared.services.wiring import get_services
 
@@ -110,6 +112,34 @@ def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
     return _respond(req, context, handle)
 
 
+@app.function_name("search_audit")
+@app.route(route="audit", methods=["GET"])
+def search_audit(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Audit records from the archive (a function key until Entra ID auth restricts it to auditors)."""
+
+    def handle() -> func.HttpResponse:
+        query = AuditQuery(
+            since=_time_param(req, "from"),
+            until=_time_param(req, "to"),
+            action=req.params.get("action"),
+            subject=req.params.get("subject"),
+            change_id=req.params.get("changeId"),
+            actor=req.params.get("actor"),
+            page_size=_int_param(req, "top", 100),
+            continuation=req.params.get("continuationToken"),
+        )
+        page = get_services().require_ready().audit_queries.search(query)
+        body = {
+            "from": page.since.isoformat(),
+            "to": page.until.isoformat(),
+            "value": page.items,
+            "continuationToken": page.continuation,
+        }
+        return _json(body)
+
+    return _respond(req, context, handle)
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
@@ -160,6 +190,17 @@ def _int_param(req: func.HttpRequest, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw!r}") from None
+
+
+def _time_param(req: func.HttpRequest, name: str) -> datetime | None:
+    raw = req.params.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be an ISO 8601 time, got {raw!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _path(req: func.HttpRequest) -> str:

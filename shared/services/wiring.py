@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import ConfigurationError
 from shared.ports import Gallery, ImageBuilder, RejectedEventStore, TattooRepository
+from shared.services.audit_query import AuditQueries
 from shared.services.builds import BuildScheduler
 from shared.services.images import ImageQueries
 from shared.services.intake import BuildIntake
@@ -108,6 +109,13 @@ class Services:
     @cached_property
     def images(self) -> ImageQueries:
         return ImageQueries(self.tattoos)
+
+    @cached_property
+    def audit_queries(self) -> AuditQueries:
+        from shared.adapters.audit_archive import BlobContainerArchive
+
+        archive = BlobContainerArchive(self._blob_service.get_container_client(self.settings.audit_container))
+        return AuditQueries(archive.list_names, archive.read, self.settings.audit_shards, utc_now)
 
 
 @lru_cache(maxsize=1)
