@@ -21,6 +21,9 @@ from shared.services.wiring import get_services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
+# The SDKs log every request and response header at INFO: about a hundred lines per event,
+# all shipped to Application Insights. Their warnings and errors still come through.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
 # --- Event Grid --------------------------------------------------------------------------------

@@ -3,12 +3,18 @@
 One entity per tattoo: a few top-level properties for filtering (Status, Gallery, Image,
 Version, RunId) and the whole tattoo as JSON in `Document`, so new fields need no schema
 change. Writes are conditional: insert fails if the row exists, replace needs the ETag.
+
+A write may carry audit outbox rows (`adapters.outbox_table`): they go in the same
+entity-group transaction, so a state change and its audit record can never diverge. Tattoo
+entities carry `Kind = "tattoo"` and every query filters on it, so outbox rows (and audit
+head hints, should they share the table) never show as tattoos.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -19,9 +25,12 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from shared.adapters.outbox_table import MAX_TRANSACTION, outbox_entity
 from shared.domain.tattoo import ImageTattoo, TattooKey, partition_of
 from shared.errors import Conflict, InvalidInput, UpstreamError
-from shared.ports import TattooFilter, TattooPage
+from shared.ports import OutboxEntry, TattooFilter, TattooPage
+
+TATTOO_KIND = "tattoo"
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -53,7 +62,10 @@ class TableTattooRepository:
             raise UpstreamError(f"reading tattoo {key.partition}/{key.row}: {_describe(exc)}") from exc
         return _tattoo_of(entity), str(entity.metadata["etag"])
 
-    def create(self, tattoo: ImageTattoo) -> None:
+    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
+        if outbox:
+            self._transact(tattoo, ("create", _entity_of(tattoo)), outbox)
+            return
         try:
             self.table.create_entity(_entity_of(tattoo))
         except ResourceExistsError as exc:
@@ -61,9 +73,13 @@ class TableTattooRepository:
         except AzureError as exc:
             raise UpstreamError(f"creating tattoo: {_describe(exc)}") from exc
 
-    def replace(self, tattoo: ImageTattoo, etag: str) -> None:
+    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
         from azure.data.tables import UpdateMode
 
+        if outbox:
+            conditions = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            self._transact(tattoo, ("update", _entity_of(tattoo), conditions), outbox)
+            return
         try:
             self.table.update_entity(
                 _entity_of(tattoo), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
@@ -73,13 +89,34 @@ class TableTattooRepository:
         except AzureError as exc:
             raise UpstreamError(f"updating tattoo: {_describe(exc)}") from exc
 
+    def _transact(self, tattoo: ImageTattoo, operation: tuple[Any, ...], outbox: Sequence[OutboxEntry]) -> None:
+        """The tattoo write and its outbox rows as one entity-group transaction: all or nothing."""
+        from azure.data.tables import TableTransactionError
+
+        if len(outbox) >= MAX_TRANSACTION:
+            raise ValueError(f"at most {MAX_TRANSACTION - 1} audit events fit in one tattoo transaction")
+        partition = tattoo.key.partition
+        operations = [operation, *(("create", outbox_entity(partition, entry)) for entry in outbox)]
+        try:
+            self.table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            # 409 exists / 412 ETag / 404 gone: another writer won; the caller re-reads and merges.
+            if exc.status_code in (404, 409, 412):
+                raise Conflict(f"tattoo {tattoo.key.row} changed concurrently") from exc
+            raise UpstreamError(f"writing tattoo with its audit outbox: {_describe(exc)}") from exc
+        except AzureError as exc:
+            raise UpstreamError(f"writing tattoo with its audit outbox: {_describe(exc)}") from exc
+
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
-        entities = self._query("PartitionKey eq @pk and RunId eq @run", {"pk": partition, "run": run_id}, 1, None)
+        entities = self._query(
+            "PartitionKey eq @pk and RunId eq @run and Kind eq @kind",
+            {"pk": partition, "run": run_id, "kind": TATTOO_KIND}, 1, None,
+        )  # fmt: skip
         items, _ = entities
         return items[0] if items else None
 
     def query(self, filters: TattooFilter, page_size: int, continuation: str | None) -> TattooPage:
-        clauses, parameters = [], {}
+        clauses, parameters = ["Kind eq @kind"], {"kind": TATTOO_KIND}
         if filters.gallery and filters.image:
             clauses.append("PartitionKey eq @pk")
             parameters["pk"] = partition_of(filters.gallery, filters.image)
@@ -93,7 +130,7 @@ class TableTattooRepository:
         if filters.status:
             clauses.append("Status eq @status")
             parameters["status"] = filters.status.value
-        items, token = self._query(" and ".join(clauses) or None, parameters, page_size, continuation)
+        items, token = self._query(" and ".join(clauses), parameters, page_size, continuation)
         return TattooPage(items=items, continuation=token)
 
     def ping(self) -> None:
@@ -125,6 +162,7 @@ def _entity_of(tattoo: ImageTattoo) -> dict[str, Any]:
     return {
         "PartitionKey": key.partition,
         "RowKey": key.row,
+        "Kind": TATTOO_KIND,
         "Status": tattoo.status.value,
         "Gallery": tattoo.gallery.lower(),
         "Image": tattoo.image.lower(),

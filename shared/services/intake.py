@@ -5,6 +5,10 @@ Events are pointers. Whatever an event claims, the truth is re-read from Azure
 ETag-guarded read-merge-write, so duplicate, late and reordered deliveries converge on one
 record. Malformed events are kept in the rejected-events store and acknowledged: retrying
 cannot fix them.
+
+Every status change, and every rejected input, is audited exactly once through the
+transactional outbox (`services.audit_outbox`): the audit event is written in the same Table
+transaction as the tattoo, then appended in-band; the outbox timer recovers what a crash left.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.domain.arm import GalleryImageVersion, ImageTemplate
+from shared.domain.audit_events import input_rejected_event, rejected_partition, tattoo_status_event
 from shared.domain.resource_events import (
     Initiator,
     RunCompleted,
@@ -35,8 +40,8 @@ from shared.domain.tattoo import (
     replication_of,
     run_id_of,
 )
-from shared.errors import Conflict, InvalidInput, NotFound
-from shared.ports import Gallery, ImageBuilder, RejectedEventStore, TattooRepository
+from shared.errors import Conflict, GovernanceError, InvalidInput, NotFound
+from shared.ports import AuditOutbox, Gallery, ImageBuilder, OutboxEntry, RejectedEventStore, TattooRepository
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,10 @@ class BuildIntake:
         *,
         clock: Callable[[], datetime],
         staging_gallery_id: str | None = None,
+        audit: AuditOutbox | None = None,
     ) -> None:
         self._builder = builder
+        self._audit = audit
         self._gallery = gallery
         self._tattoos = tattoos
         self._rejected = rejected
@@ -183,17 +190,21 @@ class BuildIntake:
         for _ in range(MAX_WRITE_ATTEMPTS):
             current = self._tattoos.get(key)
             existing, etag = current if current else (None, None)
-            merged = merge(existing, observed, self._clock())
+            now = self._clock()
+            merged = merge(existing, observed, now)
             if merged is None:
                 assert existing is not None
                 return IntakeResult("unchanged", "already recorded", key, existing.status)
+            event = tattoo_status_event(existing, merged, now) if self._audit else None
+            outbox = [self._audit.stage(event)] if self._audit and event else []
             try:
                 if etag is None:
-                    self._tattoos.create(merged)
+                    self._tattoos.create(merged, outbox=outbox)
                 else:
-                    self._tattoos.replace(merged, etag)
+                    self._tattoos.replace(merged, etag, outbox=outbox)
             except Conflict:
                 continue  # another instance wrote first: re-read and merge again
+            self._drain(key.partition, outbox)
             log.info(
                 "tattoo recorded",
                 extra={"tattoo": f"{key.partition}/{key.row}", "status": merged.status.value,
@@ -202,8 +213,22 @@ class BuildIntake:
             return IntakeResult("recorded", f"status {merged.status.value}", key, merged.status)
         raise Conflict(f"tattoo {key.partition}/{key.row}: still contended after {MAX_WRITE_ATTEMPTS} attempts")
 
+    def _drain(self, partition: str, outbox: list[OutboxEntry]) -> None:
+        if not outbox or self._audit is None:
+            return
+        try:
+            self._audit.drain(partition, outbox)
+        except GovernanceError as exc:
+            # The tattoo is written and its outbox row survives: the outbox timer appends it.
+            log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
+
     def _reject(self, event: Mapping[str, Any], reason: str, correlation_id: str) -> IntakeResult:
-        name = self._rejected.keep(dict(event), reason, correlation_id, self._clock())
+        received = self._clock()
+        name = self._rejected.keep(dict(event), reason, correlation_id, received)
+        if self._audit is not None:
+            # Once per kept blob: the record id derives from its (content-addressed) name.
+            rejected = input_rejected_event(name, event.get("id"), reason, correlation_id, received)
+            self._audit.record_once(rejected_partition(received), rejected)
         log.warning(
             "event rejected: %s", reason,
             extra={"event_id": event.get("id"), "rejected_blob": name, "correlation_id": correlation_id},

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from datetime import datetime
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.arm import GalleryImageVersion, ImageTemplate, RunOutput
+from shared.domain.audit import AuditEvent
 from shared.domain.resource_ids import normalize
 from shared.domain.tattoo import ImageTattoo, TattooKey
 from shared.errors import Conflict, NotFound
-from shared.ports import TattooFilter, TattooPage
+from shared.ports import OutboxEntry, TattooFilter, TattooPage
 
 
 class FakeArm:
@@ -49,10 +53,14 @@ class FakeArm:
 
 
 class InMemoryTattoos:
-    """TattooRepository with ETags; `lose_races` makes the next N writes fail as if another writer won."""
+    """TattooRepository with ETags; `lose_races` makes the next N writes fail as if another writer won.
+
+    Outbox rows written with a tattoo land in `outbox`, keyed (partition, record id), all or nothing.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[ImageTattoo, str]] = {}
+        self.outbox: dict[tuple[str, str], OutboxEntry] = {}
         self._etags = itertools.count(1)
         self.lose_races = 0
         self.writes = 0
@@ -60,23 +68,27 @@ class InMemoryTattoos:
     def get(self, key: TattooKey) -> tuple[ImageTattoo, str] | None:
         return self.rows.get((key.partition, key.row))
 
-    def _write(self, tattoo: ImageTattoo) -> None:
+    def _write(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry]) -> None:
         if self.lose_races:
             self.lose_races -= 1
             raise Conflict("lost a race (simulated)")
+        partition = tattoo.key.partition
+        if any((partition, entry.record_id) in self.outbox for entry in outbox):
+            raise Conflict("outbox row exists")
         self.writes += 1
-        self.rows[(tattoo.key.partition, tattoo.key.row)] = (tattoo, f"etag-{next(self._etags)}")
+        self.rows[(partition, tattoo.key.row)] = (tattoo, f"etag-{next(self._etags)}")
+        self.outbox.update({(partition, entry.record_id): entry for entry in outbox})
 
-    def create(self, tattoo: ImageTattoo) -> None:
+    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
         if (tattoo.key.partition, tattoo.key.row) in self.rows:
             raise Conflict("exists")
-        self._write(tattoo)
+        self._write(tattoo, outbox)
 
-    def replace(self, tattoo: ImageTattoo, etag: str) -> None:
+    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
         current = self.rows.get((tattoo.key.partition, tattoo.key.row))
         if current is None or current[1] != etag:
             raise Conflict("modified")
-        self._write(tattoo)
+        self._write(tattoo, outbox)
 
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
         return next((t for (p, _), (t, _) in self.rows.items() if p == partition and t.run_id == run_id), None)
@@ -96,13 +108,44 @@ class InMemoryTattoos:
 
 
 class InMemoryRejected:
+    """Content-addressed like the Blob store: the same event on the same day is kept once."""
+
     def __init__(self) -> None:
         self.kept: dict[str, dict[str, Any]] = {}
 
     def keep(self, event: object, reason: str, correlation_id: str, received: datetime) -> str:
-        name = f"{received:%Y/%m/%d}/{len(self.kept)}.json"
-        self.kept[name] = {"event": event, "reason": reason, "correlationId": correlation_id}
+        digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
+        name = f"{received:%Y/%m/%d}/{digest}.json"
+        self.kept.setdefault(name, {"event": event, "reason": reason, "correlationId": correlation_id})
         return name
 
     def ping(self) -> None:
         return None
+
+
+class InMemoryAudit:
+    """AuditOutbox double: staged rows go through `InMemoryTattoos.outbox`; `records` is what was appended."""
+
+    def __init__(self, tattoos: InMemoryTattoos | None = None) -> None:
+        self.tattoos = tattoos
+        self.records: list[AuditEvent] = []
+        self.markers: set[tuple[str, str]] = set()
+        self.fail_drains = False
+
+    def stage(self, event: AuditEvent) -> OutboxEntry:
+        return OutboxEntry(event, 0, event.timestamp, "test", event.timestamp + timedelta(seconds=60))
+
+    def drain(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
+        if self.fail_drains:
+            from shared.errors import UpstreamError
+
+            raise UpstreamError("audit log unavailable (simulated)")
+        self.records.extend(entry.event for entry in entries)
+        if self.tattoos is not None:
+            for entry in entries:
+                del self.tattoos.outbox[(partition, entry.record_id)]
+
+    def record_once(self, partition: str, event: AuditEvent) -> None:
+        if (partition, event.record_id) not in self.markers:
+            self.markers.add((partition, event.record_id))
+            self.records.append(event)

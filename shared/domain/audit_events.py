@@ -1,0 +1,86 @@
+"""The audit events of the build intake: tattoo status changes and rejected inputs.
+
+Record ids are derived from what they record (the tattoo and the status it reached, or the
+rejected blob), never random, so a redelivered event or a retried write can only ever produce
+the record id it produced the first time: the outbox and the log's recovery check rely on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditActor, AuditEvent
+from shared.domain.tattoo import ImageTattoo, Principal, TattooStatus
+
+# Fixed namespace for UUID5 record ids: changing it would change every derived id.
+RECORD_ID_NAMESPACE = uuid.UUID("6f1d3c0e-2b7a-5c4e-9a51-7d0e3f2b8c41")
+
+_ACTIONS = {
+    TattooStatus.BUILDING: (AuditAction.BUILD_OBSERVED, "success"),
+    TattooStatus.BUILT: (AuditAction.BUILD_COMPLETED, "success"),
+    TattooStatus.BUILD_FAILED: (AuditAction.BUILD_FAILED, "failure"),
+}
+
+
+def derived_record_id(name: str) -> str:
+    """A record id that is a pure function of `name` (UUID5)."""
+    return str(uuid.uuid5(RECORD_ID_NAMESPACE, name))
+
+
+def tattoo_status_event(before: ImageTattoo | None, after: ImageTattoo, now: datetime) -> AuditEvent | None:
+    """The event recording `after`'s status, or None when the write did not change the status."""
+    if before is not None and before.status == after.status:
+        return None
+    action, outcome = _ACTIONS[after.status]
+    key = after.key
+    return AuditEvent(
+        record_id=derived_record_id(f"tattoo:{key.partition}/{key.row}:{after.status.value}"),
+        timestamp=now,
+        action=action,
+        actor=SYSTEM_ACTOR,
+        outcome=outcome,  # a member of Outcome, from the table above
+        correlation_id=after.correlation_id or "unknown",
+        subject=after.version_id or after.template_id,
+        initiator=_actor(after.initiator),
+        base_image=after.base_image.describe() if after.base_image else None,
+        delta_changes=tuple(change.model_dump() for change in after.delta_changes),
+        target_regions=tuple(replica.region for replica in after.target_regions),
+        reason=after.reason,
+        details={
+            "gallery": after.gallery,
+            "image": after.image,
+            "version": after.version,
+            "run_id": after.run_id,
+            "template": after.template_id,
+            "previous_status": before.status.value if before else None,
+        },
+    )
+
+
+def input_rejected_event(
+    rejected_blob: str, event_id: object, reason: str, correlation_id: str, now: datetime
+) -> AuditEvent:
+    """The event recording a malformed input kept as `rejected_blob` (one record per kept blob)."""
+    return AuditEvent(
+        record_id=derived_record_id(f"rejected:{rejected_blob}"),
+        timestamp=now,
+        action=AuditAction.INPUT_REJECTED,
+        actor=SYSTEM_ACTOR,
+        outcome="rejected",
+        correlation_id=correlation_id,
+        reason=reason,
+        details={"rejected_blob": rejected_blob, "event_id": event_id if isinstance(event_id, str) else None},
+    )
+
+
+def rejected_partition(received: datetime) -> str:
+    """Where rejected inputs' outbox rows live: one Table partition per UTC day."""
+    return f"rejected~{received.astimezone(UTC):%Y%m%d}"
+
+
+def _actor(principal: Principal | None) -> AuditActor | None:
+    if principal is None:
+        return None
+    kind = principal.kind if principal.kind in ("user", "service_principal", "system") else "unknown"
+    return AuditActor(kind=kind, id=principal.id, display_name=principal.name)

@@ -1,0 +1,146 @@
+"""The transactional audit outbox: a state change and its audit record never diverge.
+
+1. The service writes its state change and an outbox row (the AuditEvent) in ONE Table
+   transaction, in the same partition. The row is born leased to this process
+   (`LeaseOwner`, `LeaseUntil = now + 60 s`), so nobody else touches it for a minute.
+2. Right after the commit the same process appends the event (`drain`, in-band, no lookup
+   needed: nobody else may have appended it) and deletes the row.
+3. If the process dies anywhere in between, the row outlives its lease. The timer
+   (`drain_expired`) claims it with an ETag-guarded update (one claimant wins), looks for the
+   record id in the log since the row was created, appends only if absent, and retires the row.
+
+Record ids are derived from the state change, so a redelivered event cannot stage a second
+record either. Exactly once therefore holds for every interleaving of crashes, with one
+residual risk, inherent to leases over a store that cannot take part in the transaction:
+an append that is still in flight when its lease expires (a writer stalled for more than a
+lease: 60 s in-band, the same for a recovering claimant) can land after a recovering drainer
+looked and found nothing, and the record is then appended twice (never lost). In-band
+drains refuse to start in the last `margin` of their lease to keep that window small.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.domain.audit import AuditEvent
+from shared.errors import GovernanceError
+from shared.ports import AuditLog, OutboxEntry, OutboxStore, StoredOutboxEntry
+from shared.services.audit import AuditTrail
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MARGIN = timedelta(seconds=10)
+# A row's record is looked for from an hour before it was staged: records lie in segments of
+# their own hour or later (docs/audit-format.md; `adapters.audit_log`'s placement rule).
+LOOKBACK = timedelta(hours=1)
+RECOVERY_CHUNK = 100  # rows claimed, checked and appended per round, well within one lease
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    expired: int = 0
+    lost_claims: int = 0
+    already_recorded: int = 0
+    appended: int = 0
+    left_for_later: int = 0
+
+
+class OutboxDrainer:
+    """`AuditOutbox` for services, and the recovery the outbox timer runs."""
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        trail: AuditTrail,
+        audit_log: AuditLog,
+        clock: Callable[[], datetime],
+        *,
+        owner: str | None = None,
+        lease: timedelta = LEASE,
+        margin: timedelta = MARGIN,
+    ) -> None:
+        self._outbox = outbox
+        self._trail = trail
+        self._log = audit_log
+        self._clock = clock
+        self.owner = owner or f"drainer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._lease = lease
+        self._margin = margin
+
+    def stage(self, event: AuditEvent, *, retain: bool = False) -> OutboxEntry:
+        now = self._clock()
+        return OutboxEntry(event, self._trail.shard_of(event), now, self.owner, now + self._lease, retain)
+
+    def drain(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
+        """In-band, after the transaction: append what we still safely hold the lease on, retire the rows."""
+        deadline = self._clock() + self._margin
+        ready = [entry for entry in entries if entry.lease_owner == self.owner and deadline < entry.lease_until]
+        if len(ready) < len(entries):
+            log.warning("audit outbox rows left to the timer", extra={"partition": partition,
+                        "rows": len(entries) - len(ready)})  # fmt: skip
+        if not ready:
+            return
+        self._trail.record_many([entry.event for entry in ready])
+        self._outbox.finish([(partition, entry) for entry in ready])
+
+    def record_once(self, partition: str, event: AuditEvent) -> None:
+        """For records with no state change of their own: the row itself is the "once" marker (kept)."""
+        entry = self.stage(event, retain=True)
+        if not self._outbox.insert(partition, entry):
+            return  # recorded before, or being recorded (the timer finishes it if its writer died)
+        try:
+            self.drain(partition, [entry])
+        except GovernanceError as exc:
+            log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
+
+    def drain_expired(self) -> DrainReport:
+        """Timer: recover every row whose lease expired (its writer died or stalled)."""
+        totals = DrainReport()
+        chunk: list[StoredOutboxEntry] = []
+        for stored in self._outbox.expired(self._clock()):
+            chunk.append(stored)
+            if len(chunk) == RECOVERY_CHUNK:
+                totals = _add(totals, self._recover(chunk))
+                chunk = []
+        if chunk:
+            totals = _add(totals, self._recover(chunk))
+        if totals.expired:
+            log.info("audit outbox recovered", extra=totals.__dict__)
+        return totals
+
+    def _recover(self, expired: list[StoredOutboxEntry]) -> DrainReport:
+        now = self._clock()
+        claimed = [c for c in (self._outbox.claim(s, self.owner, now + self._lease) for s in expired) if c]
+        by_shard: dict[int, list[StoredOutboxEntry]] = defaultdict(list)
+        for stored in claimed:
+            by_shard[stored.entry.shard].append(stored)
+        present: list[StoredOutboxEntry] = []
+        for shard, rows in by_shard.items():
+            since = min(min(r.entry.created, r.entry.event.timestamp) for r in rows) - LOOKBACK
+            found = self._log.find_records(shard, [r.entry.record_id for r in rows], since)
+            present += [r for r in rows if r.entry.record_id in found]
+        missing = [r for r in claimed if r not in present]
+        # The lookups may have been slow: append only under a lease that is still safely ours.
+        deadline = self._clock() + self._margin
+        appendable = [r for r in missing if deadline < r.entry.lease_until]
+        if appendable:
+            self._trail.record_many([r.entry.event for r in appendable])
+        self._outbox.finish([(r.partition, r.entry) for r in present + appendable])
+        return DrainReport(
+            expired=len(expired),
+            lost_claims=len(expired) - len(claimed),
+            already_recorded=len(present),
+            appended=len(appendable),
+            left_for_later=len(missing) - len(appendable),
+        )
+
+
+def _add(a: DrainReport, b: DrainReport) -> DrainReport:
+    return DrainReport(**{name: getattr(a, name) + getattr(b, name) for name in a.__dict__})
