@@ -81,6 +81,25 @@ def reconcile_builds(timer: func.TimerRequest, context: func.Context) -> None:
     log.info("reconcile: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
 
 
+@app.function_name("seal_audit_digest")
+@app.timer_trigger(schedule="%AUDIT_DIGEST_SCHEDULE%", arg_name="timer")
+def seal_audit_digest(timer: func.TimerRequest, context: func.Context) -> None:
+    """Sign a digest of everything the audit archive holds (docs/audit-format.md, section 4)."""
+    result = get_services().require_ready().audit_sealer.seal()
+    log.info(
+        "audit digest %s: %s", "sealed" if result.created else "already sealed", result.path,
+        extra={"correlation_id": context.invocation_id, "past_due": timer.past_due},
+    )  # fmt: skip
+
+
+@app.function_name("drain_audit_outbox")
+@app.timer_trigger(schedule="%AUDIT_OUTBOX_SCHEDULE%", arg_name="timer")
+def drain_audit_outbox(timer: func.TimerRequest, context: func.Context) -> None:
+    """Append audit records whose writer died between its state change and the append."""
+    report = get_services().require_ready().audit_outbox.drain_expired()
+    log.info("audit outbox: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
 # --- HTTP read API -----------------------------------------------------------------------------
 
 

@@ -105,6 +105,9 @@ class World:
             "OFFLINE_EVENT_WEBHOOK_URL": webhook_url(f"http://127.0.0.1:{port}"),
             "BUILD_TEMPLATE_IDS": "",
             "REFRESH_SCHEDULE": "0 0 3 1 * *",
+            "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
+            "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
+            "AUDIT_SIGNING_KEY_FILE": str(Path(tempfile.gettempdir()) / "bench-audit-signing-key.pem"),
             "RECONCILE_SCHEDULE": "0 */15 * * * *",
         }
 

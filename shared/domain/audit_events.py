@@ -84,3 +84,17 @@ def _actor(principal: Principal | None) -> AuditActor | None:
         return None
     kind = principal.kind if principal.kind in ("user", "service_principal", "system") else "unknown"
     return AuditActor(kind=kind, id=principal.id, display_name=principal.name)
+
+
+def digest_sealed_event(digest_path: str, details: dict[str, object], now: datetime) -> AuditEvent:
+    """`audit.digest.sealed`, once per digest (its id derives from the digest's path)."""
+    return AuditEvent(
+        record_id=derived_record_id(f"digest:{digest_path}"),
+        timestamp=now,
+        action=AuditAction.DIGEST_SEALED,
+        actor=SYSTEM_ACTOR,
+        outcome="success",
+        correlation_id=f"digest:{digest_path}",
+        subject=None,
+        details=details,
+    )

@@ -133,6 +133,9 @@ def _start_host(
         "BUILD_TEMPLATE_IDS": ",".join(templates),
         "REFRESH_SCHEDULE": "0 0 3 1 * *",
         "RECONCILE_SCHEDULE": "0 */15 * * * *",
+        "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
+        "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
+        "AUDIT_SIGNING_KEY_FILE": str(log.parent / "audit-signing-key.pem"),
         "OFFLINE_STORE_CONTAINER": "offline-arm",
         "OFFLINE_EVENT_WEBHOOK_URL": webhook,
     }

@@ -4,7 +4,11 @@
    transaction, in the same partition. The row is born leased to this process
    (`LeaseOwner`, `LeaseUntil = now + 60 s`), so nobody else touches it for a minute.
 2. Right after the commit the same process appends the event (`drain`, in-band, no lookup
-   needed: nobody else may have appended it) and deletes the row.
+   needed: nobody else may have appended it) and deletes the row. The app sets
+   `background=True`: the append runs on a relay thread, off the request path (the row already
+   makes the record durable, and records of concurrent requests share appends: group commit);
+   and `retire_in_band=False`: the timer retires rows in bulk, after one scan per shard shows
+   their records are in the log, instead of one Table request per state change.
 3. If the process dies anywhere in between, the row outlives its lease. The timer
    (`drain_expired`) claims it with an ETag-guarded update (one claimant wins), looks for the
    record id in the log since the row was created, appends only if absent, and retires the row.
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +47,9 @@ MARGIN = timedelta(seconds=10)
 # their own hour or later (docs/audit-format.md; `adapters.audit_log`'s placement rule).
 LOOKBACK = timedelta(hours=1)
 RECOVERY_CHUNK = 100  # rows claimed, checked and appended per round, well within one lease
+# Relay threads block until their records are durable; several let concurrent requests'
+# records meet in one append.
+RELAY_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,14 @@ class OutboxDrainer:
         owner: str | None = None,
         lease: timedelta = LEASE,
         margin: timedelta = MARGIN,
+        background: bool = False,
+        retire_in_band: bool = True,
     ) -> None:
+        self._background = background
+        self._retire_in_band = retire_in_band
+        self._relay: ThreadPoolExecutor | None = None
+        self._pending: set[Future[None]] = set()
+        self._pending_lock = threading.Lock()
         self._outbox = outbox
         self._trail = trail
         self._log = audit_log
@@ -79,7 +95,36 @@ class OutboxDrainer:
         return OutboxEntry(event, self._trail.shard_of(event), now, self.owner, now + self._lease, retain)
 
     def drain(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
-        """In-band, after the transaction: append what we still safely hold the lease on, retire the rows."""
+        """After the transaction: append (on the relay when `background`), then retire the rows."""
+        if not self._background:
+            self._drain_now(partition, entries)
+            return
+        with self._pending_lock:
+            if self._relay is None:
+                self._relay = ThreadPoolExecutor(max_workers=RELAY_THREADS, thread_name_prefix="audit-relay")
+            future = self._relay.submit(self._drain_logged, partition, list(entries))
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every relayed append finished (tests, shutdown); False on timeout."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        _, not_done = wait(pending, timeout=timeout)
+        return not not_done
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def _drain_logged(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
+        try:
+            self._drain_now(partition, entries)
+        except GovernanceError as exc:
+            # The rows survive their lease; the outbox timer appends what is missing.
+            log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
+
+    def _drain_now(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
         deadline = self._clock() + self._margin
         ready = [entry for entry in entries if entry.lease_owner == self.owner and deadline < entry.lease_until]
         if len(ready) < len(entries):
@@ -88,7 +133,8 @@ class OutboxDrainer:
         if not ready:
             return
         self._trail.record_many([entry.event for entry in ready])
-        self._outbox.finish([(partition, entry) for entry in ready])
+        if self._retire_in_band:
+            self._outbox.finish([(partition, entry) for entry in ready])
 
     def record_once(self, partition: str, event: AuditEvent) -> None:
         """For records with no state change of their own: the row itself is the "once" marker (kept)."""
@@ -116,17 +162,13 @@ class OutboxDrainer:
         return totals
 
     def _recover(self, expired: list[StoredOutboxEntry]) -> DrainReport:
+        # Rows whose record is already in the log (the usual case when in-band drains leave
+        # retirement to the timer) are retired without a claim: nothing will be appended for them.
+        present = self._in_log(expired)
         now = self._clock()
-        claimed = [c for c in (self._outbox.claim(s, self.owner, now + self._lease) for s in expired) if c]
-        by_shard: dict[int, list[StoredOutboxEntry]] = defaultdict(list)
-        for stored in claimed:
-            by_shard[stored.entry.shard].append(stored)
-        present: list[StoredOutboxEntry] = []
-        for shard, rows in by_shard.items():
-            since = min(min(r.entry.created, r.entry.event.timestamp) for r in rows) - LOOKBACK
-            found = self._log.find_records(shard, [r.entry.record_id for r in rows], since)
-            present += [r for r in rows if r.entry.record_id in found]
-        missing = [r for r in claimed if r not in present]
+        unrecorded = [s for s in expired if s not in present]
+        claimed = [c for c in (self._outbox.claim(s, self.owner, now + self._lease) for s in unrecorded) if c]
+        missing = claimed
         # The lookups may have been slow: append only under a lease that is still safely ours.
         deadline = self._clock() + self._margin
         appendable = [r for r in missing if deadline < r.entry.lease_until]
@@ -135,11 +177,24 @@ class OutboxDrainer:
         self._outbox.finish([(r.partition, r.entry) for r in present + appendable])
         return DrainReport(
             expired=len(expired),
-            lost_claims=len(expired) - len(claimed),
+            lost_claims=len(unrecorded) - len(claimed),
             already_recorded=len(present),
             appended=len(appendable),
             left_for_later=len(missing) - len(appendable),
         )
+
+
+    def _in_log(self, rows: list[StoredOutboxEntry]) -> list[StoredOutboxEntry]:
+        """The rows whose record the log already holds: one scan per shard for all of them."""
+        by_shard: dict[int, list[StoredOutboxEntry]] = defaultdict(list)
+        for stored in rows:
+            by_shard[stored.entry.shard].append(stored)
+        present: list[StoredOutboxEntry] = []
+        for shard, shard_rows in by_shard.items():
+            since = min(min(r.entry.created, r.entry.event.timestamp) for r in shard_rows) - LOOKBACK
+            found = self._log.find_records(shard, [r.entry.record_id for r in shard_rows], since)
+            present += [r for r in shard_rows if r.entry.record_id in found]
+        return present
 
 
 def _add(a: DrainReport, b: DrainReport) -> DrainReport:

@@ -22,6 +22,7 @@ from shared.errors import InvalidInput
 DEFAULT_SPAN = timedelta(hours=24)
 MAX_SPAN = timedelta(days=31)
 MAX_PAGE_SIZE = 500
+LATE_RECORDS = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,17 @@ class AuditQueries:
         return since, until
 
     def _segments(self, since: datetime, until: datetime) -> list[str]:
-        # A segment is named by the hour of its first record and may run into the next hour.
+        # A segment is named by the hour of its first record and may run into the next hour; a
+        # late record (outbox recovery, clock skew) lands in a segment of a later hour.
         first_hour = since.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-        days = {(first_hour + timedelta(days=n)).date() for n in range((until - first_hour).days + 2)}
+        last_hour = until + LATE_RECORDS
+        days = {(first_hour + timedelta(days=n)).date() for n in range((last_hour - first_hour).days + 2)}
         paths = []
         for shard in range(self._shards):
             for day in sorted(days):
                 for path in self._list_paths(f"{shard_prefix(shard)}{day:%Y/%m/%d}/"):
                     hour = _segment_hour(path)
-                    if hour is not None and first_hour <= hour <= until:
+                    if hour is not None and first_hour <= hour <= last_hour:
                         paths.append(path)
         return paths
 

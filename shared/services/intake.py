@@ -115,15 +115,20 @@ class BuildIntake:
             return IntakeResult("ignored", f"template {template.name} distributes to no Compute Gallery")
         image_definition_id, run_output_name = target
 
-        version: GalleryImageVersion | None = None
+        version: GalleryImageVersion | ImageTattoo | None = None
+        current: tuple[ImageTattoo, str] | None = None
         if status.succeeded:
             output = self._builder.get_run_output(template.id, run_output_name)
             artifact = output.properties.artifact_id if output else None
             if artifact:
-                version = self._gallery.get_image_version(artifact)
+                # A tattoo of this version exists only if the version was read when it was recorded
+                # (its own write event, or an earlier delivery of this one): reuse that reading, and
+                # hand the stored row to the write loop instead of reading it twice.
+                current = self._tattoos.get(TattooKey.for_version(artifact))
+                version = current[0] if current else self._gallery.get_image_version(artifact)
         tattoo = self._tattoo_from_run(template, run_id, image_definition_id, version, initiator)
         tattoo = tattoo.model_copy(update={"arm_correlation_id": arm_correlation_id, "correlation_id": correlation_id})
-        return self._store(tattoo)
+        return self._store(tattoo, current) if current else self._store(tattoo)
 
     def record_version(self, version_id: str, correlation_id: str, initiator: Initiator | None = None) -> IntakeResult:
         """Record a gallery image version seen before (or without) its run's outcome."""
@@ -149,7 +154,7 @@ class BuildIntake:
         template: ImageTemplate,
         run_id: str,
         image_definition_id: str,
-        version: GalleryImageVersion | None,
+        version: GalleryImageVersion | ImageTattoo | None,
         initiator: Initiator | None,
     ) -> ImageTattoo:
         status = template.properties.last_run_status
@@ -165,7 +170,10 @@ class BuildIntake:
             reason = f"run {status.run_state}" + (f" during {status.run_sub_state}" if status.run_sub_state else "")
             if status.message:
                 reason += f": {status.message}"
-        fields = _version_fields(version) if version is not None else {}
+        if isinstance(version, ImageTattoo):
+            fields = _fields_of_recorded_version(version)
+        else:
+            fields = _version_fields(version) if version is not None else {}
         tags = fields.get("tags") or {}
         return ImageTattoo(
             gallery=gallery,
@@ -185,10 +193,11 @@ class BuildIntake:
             **fields,
         )
 
-    def _store(self, observed: ImageTattoo) -> IntakeResult:
+    def _store(self, observed: ImageTattoo, known: tuple[ImageTattoo, str] | None = None) -> IntakeResult:
+        """Read-merge-write under the ETag; `known` is a row the caller just read (first attempt only)."""
         key = observed.key
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            current = self._tattoos.get(key)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            current = known if attempt == 0 and known is not None else self._tattoos.get(key)
             existing, etag = current if current else (None, None)
             now = self._clock()
             merged = merge(existing, observed, now)
@@ -257,6 +266,12 @@ def _version_fields(version: GalleryImageVersion) -> dict[str, Any]:
         "end_of_life_date": profile.end_of_life_date,
         "tags": dict(version.tags),
     }
+
+
+def _fields_of_recorded_version(tattoo: ImageTattoo) -> dict[str, Any]:
+    """The version facts a stored tattoo already holds, as `_version_fields` would read them."""
+    fields = ("version", "version_id", "target_regions", "exclude_from_latest", "published_date", "end_of_life_date")
+    return {name: getattr(tattoo, name) for name in fields} | {"tags": dict(tattoo.tags)}
 
 
 def _os_version(tags: Mapping[str, str], base: BaseImage) -> str | None:

@@ -83,7 +83,9 @@ def start_host(port: int, environ: dict[str, str], log: Path) -> subprocess.Pope
     raise RuntimeError(f"local host did not start: {log.read_text()[-2000:]}")
 
 
-def app_environment(connection_string: str, suffix: str, port: int, template_ids: tuple[str, ...]) -> dict[str, str]:
+def app_environment(
+    connection_string: str, suffix: str, port: int, template_ids: tuple[str, ...], key_file: Path
+) -> dict[str, str]:
     return {
         **os.environ,
         "GOVERNANCE_MODE": "offline",
@@ -97,6 +99,10 @@ def app_environment(connection_string: str, suffix: str, port: int, template_ids
         "BUILD_TEMPLATE_IDS": ",".join(template_ids),
         "REFRESH_SCHEDULE": "0 0 3 1 * *",
         "RECONCILE_SCHEDULE": "0 */15 * * * *",
+        "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
+        "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
+        "AUDIT_CONTAINER": f"audit-{suffix}",
+        "AUDIT_SIGNING_KEY_FILE": str(key_file),
     }
 
 
@@ -128,7 +134,7 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
     processes, targets = [], []
     for _ in range(2):
         port = free_port()
-        environ = app_environment(azurite, suffix, port, scheduled.template_ids)
+        environ = app_environment(azurite, suffix, port, scheduled.template_ids, log.parent / "audit-signing-key.pem")
         processes.append(start_host(port, environ, log))
         targets.append(Target(f"http://127.0.0.1:{port}", store, azurite, rejected_container=f"rejected-{suffix}"))
     try:

@@ -181,3 +181,32 @@ def test_the_intake_audits_a_build_exactly_once_on_real_storage(stack: Stack, na
     actions = [r["action"] for r in records(names)]
     assert sorted(actions) == ["image.build.completed", "image.build.observed", "input.rejected"]
     assert not outbox_rows(names)
+
+
+def test_the_app_setting_relays_appends_and_leaves_retirement_to_the_timer(names: Names, clock: Clock) -> None:
+    """background=True, retire_in_band=False: the request path only commits; records still land once."""
+    from shared.services.audit_outbox import OutboxDrainer
+
+    stack = build(names, clock, owner="writer")
+    relay = OutboxDrainer(stack.outbox, stack.trail, stack.log, clock, owner="writer",
+                          background=True, retire_in_band=False)  # fmt: skip
+    staged = []
+    for version in ("1.0.1", "1.0.2", "1.0.3"):
+        new = tattoo(version)
+        event = tattoo_status_event(None, new, NOW)
+        assert event is not None
+        entry = relay.stage(event)
+        stack.tattoos.create(new, outbox=[entry])
+        relay.drain(new.key.partition, [entry])
+        staged.append(event.record_id)
+    assert relay.flush(30)
+    assert audited(records(names)) == dict.fromkeys(staged, 1)
+    assert len(outbox_rows(names)) == 3  # not retired in band
+
+    clock.now = NOW + timedelta(minutes=2)
+    report = relay.drain_expired()
+
+    assert (report.already_recorded, report.appended, report.lost_claims) == (3, 0, 0)
+    assert not outbox_rows(names)
+    assert audited(records(names)) == dict.fromkeys(staged, 1)
+    stack.trail.close()

@@ -23,6 +23,7 @@ class FakeArm:
     def __init__(self, *documents: dict[str, Any]) -> None:
         self.documents = {normalize(d["id"]): d for d in documents}
         self.runs_started: list[str] = []
+        self.version_reads = 0
 
     def put(self, document: dict[str, Any]) -> None:
         self.documents[normalize(document["id"])] = document
@@ -45,6 +46,7 @@ class FakeArm:
         self.runs_started.append(template_id)
 
     def get_image_version(self, version_id: str) -> GalleryImageVersion:
+        self.version_reads += 1
         return GalleryImageVersion.from_arm(self._get(version_id))  # type: ignore[no-any-return]
 
     def list_image_versions(self, image_id: str) -> list[GalleryImageVersion]:

@@ -177,3 +177,23 @@ def test_refresh_starts_idle_templates_and_skips_running_ones() -> None:
     assert report.skipped == {running["id"]: "already Running"}
     assert list(report.failed) == [idle["id"] + "-missing"]
     assert arm.runs_started == [idle["id"]]
+
+
+def test_a_run_event_reuses_the_version_its_own_write_event_already_read() -> None:
+    arm = successful_build()
+    intake, tattoos, _ = make_intake(arm)
+    intake.handle_event(docs.version_event(), "corr")
+    assert arm.version_reads == 1
+    assert intake.handle_event(docs.run_event(), "corr").status is TattooStatus.BUILT
+    assert arm.version_reads == 1
+    stored = tattoos.get(VERSION_KEY)
+    assert stored is not None
+    assert stored[0].os_version == "Windows 11 23H2 22631.4460"  # from the tags read with the version
+    assert [r.replicas for r in stored[0].target_regions] == [2, 1]
+
+
+def test_a_run_event_without_a_recorded_version_reads_the_version() -> None:
+    arm = successful_build()
+    intake, _, _ = make_intake(arm)
+    intake.handle_event(docs.run_event(), "corr")
+    assert arm.version_reads == 1
