@@ -3,14 +3,16 @@
 Plays Azure: seeds an image factory, runs two Image Builder templates (one succeeds, one fails
 in customization) whose Resource Manager events reach the app's Event Grid webhook, then
 redelivers events, sends a malformed one, loses one run's events for the reconcile timer to
-catch, and prints the tattoos as the read API returns them. Exits non-zero if the app did not
-behave as described, and leaves nothing running.
+catch, and prints the tattoos as the read API returns them. Then the audit trail: the records,
+a signed digest, an offline verification of a downloaded copy, and a tampered copy caught.
+Exits non-zero if the app did not behave as described, and leaves nothing running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from azure.storage.blob import BlobServiceClient
 
+from shared.adapters.signing import LocalKeySigner
 from shared.local.azurite import REPO_ROOT, Azurite, free_port
 from shared.local.offline.events import resource_action_event
 from shared.local.offline.sample import seed_sample_factory
@@ -43,7 +47,11 @@ def main() -> int:
         factory = seed_sample_factory(store)
         host = _start_host(port, azurite.connection_string, webhook, factory.template_ids, Path(scratch) / "host.log")
         try:
-            _run_story(base, webhook, store, factory.windows_template_id, factory.linux_template_id)
+            _run_story(
+                base, webhook, store,
+                windows=factory.windows_template_id, linux=factory.linux_template_id,
+                connection=azurite.connection_string, key_file=Path(scratch) / "audit-signing-key.pem",
+            )  # fmt: skip
         except DemoFailed as failure:
             print(f"\nDEMO FAILED: {failure}\n(host log: {Path(scratch) / 'host.log'})", file=sys.stderr)
             print((Path(scratch) / "host.log").read_text()[-3000:], file=sys.stderr)
@@ -55,7 +63,9 @@ def main() -> int:
     return 0
 
 
-def _run_story(base: str, webhook: str, store: ArmStore, windows: str, linux: str) -> None:
+def _run_story(
+    base: str, webhook: str, store: ArmStore, *, windows: str, linux: str, connection: str, key_file: Path
+) -> None:
     session = requests.Session()
     started = datetime.now(UTC).replace(microsecond=0)
 
@@ -101,6 +111,83 @@ def _run_story(base: str, webhook: str, store: ArmStore, windows: str, linux: st
 
     print(STEP.format(f"The full tattoo of {_path(ok.version_id)}"))
     print(json.dumps(session.get(f"{base}/api/images/{_path(ok.version_id)}", timeout=30).json(), indent=2))
+
+    _audit_story(session, base, connection, key_file)
+
+
+def _audit_story(session: requests.Session, base: str, connection: str, key_file: Path) -> None:
+    print(STEP.format("The audit trail, as GET /api/audit returns it"))
+    expected = {"image.build.observed", "image.build.completed", "image.build.failed", "input.rejected"}
+    records = _await_audit(session, base, expected)
+    for record in records:
+        who = (record.get("initiator") or record["actor"]).get("display_name") or "-"
+        subject = (record.get("subject") or "").rsplit("/providers/", 1)[-1]
+        print(f"  {record['timestamp'][11:23]}  shard {record['shard']} #{record['sequence']:<3} "
+              f"{record['action']:<22} {record['outcome']:<8} {_clip(subject, 62):<62} {who}")  # fmt: skip
+
+    print(STEP.format("The seal_audit_digest timer signs a digest of the archive"))
+    status = session.post(f"{base}/admin/functions/seal_audit_digest", json={"input": ""}, timeout=120).status_code
+    _expect(status == 202, f"the digest was sealed (HTTP {status})")
+    copy = key_file.parent / "audit-copy"
+    count = _download_archive(connection, copy)
+    public_key = key_file.parent / "audit-public-key.pem"
+    public_key.write_bytes(LocalKeySigner.from_file(key_file, create=False).public_key_pem())
+    print(f"  downloaded {count} blobs of the audit container to a local copy, as `az storage blob download-batch`")
+
+    print(STEP.format("A log consumer verifies the copy offline: python -m shared audit verify --dir ..."))
+    clean = _verify(copy, public_key)
+    _expect(clean == 0, "the untouched archive verifies")
+
+    print(STEP.format("Someone edits one record in a copy (the builder's name): the verifier catches it"))
+    tampered = key_file.parent / "audit-tampered"
+    shutil.copytree(copy, tampered)
+    segment = _tamper(tampered)
+    print(f"  changed 'ada.builder' to 'eve.builder' in {segment.relative_to(tampered)}")
+    caught = _verify(tampered, public_key)
+    _expect(caught == 1, "the tampered archive fails verification")
+
+
+def _await_audit(session: requests.Session, base: str, actions: set[str]) -> list[dict[str, Any]]:
+    """Audit appends run off the request path: wait (briefly) until they have landed."""
+    deadline = time.monotonic() + 30
+    while True:
+        records: list[dict[str, Any]] = session.get(f"{base}/api/audit", params={"top": "100"}, timeout=30).json()[
+            "value"
+        ]
+        if actions <= {r["action"] for r in records} or time.monotonic() > deadline:
+            _expect(actions <= {r["action"] for r in records}, f"audit records for {sorted(actions)}")
+            return records
+        time.sleep(0.2)
+
+
+def _download_archive(connection: str, target: Path) -> int:
+    container = BlobServiceClient.from_connection_string(connection).get_container_client("audit")
+    count = 0
+    for blob in container.list_blobs():
+        path = target / blob.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(container.download_blob(blob.name).readall())
+        count += 1
+    return count
+
+
+def _verify(archive: Path, public_key: Path) -> int:
+    command = [sys.executable, "-m", "shared", "audit", "verify", "--dir", str(archive),
+               "--public-key", str(public_key), "--no-progress"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    for line in (result.stdout + result.stderr).strip().splitlines():
+        print(f"  | {line}")
+    print(f"  exit status {result.returncode}")
+    return result.returncode
+
+
+def _tamper(archive: Path) -> Path:
+    for segment in sorted(archive.rglob("*.jsonl")):
+        data = segment.read_bytes()
+        if b"ada.builder" in data:
+            segment.write_bytes(data.replace(b"ada.builder", b"eve.builder", 1))
+            return segment
+    raise DemoFailed("no audit record names ada.builder")
 
 
 def _print_table(tattoos: list[dict[str, Any]]) -> None:
