@@ -8,7 +8,8 @@ Method:
 
 1. One Azurite (in memory). Writers are PROCESSES (spawned once per workload and kept; processes,
    not threads, so the GIL flatters neither side, and because Functions scales out as processes),
-   4 shards (the app's default). Three workloads, each against raw appends at the same concurrency:
+   16 shards (the app's default), each writer process on a random home shard as the app wires
+   it. Three workloads, each against raw appends at the same concurrency:
    - `bulk`: 8 writer processes, each one writer looping `record_many(100 events)` (a producer
      of many records, such as a fleet scan); raw: 8 writers looping one-line appends;
    - `invocations`: 8 processes x 32 callers, each caller looping `record(event)` (the concurrent

@@ -7,6 +7,7 @@ measurements; every run starts on a wall-clock instant the parent chooses, share
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-SHARDS = 4
+SHARDS = 16  # the app's default AUDIT_SHARDS
 OFFERED_PER_SECOND = 1_000
 
 SUBJECT = (
@@ -62,7 +63,9 @@ def _writer(connection: Connection, connection_string: str) -> None:
 
             connection.send(_closed_loop(once, start_at, seconds, callers))
         else:
-            trail = AuditTrail(BlobAuditLog(blobs, container), SHARDS, lambda: datetime.now(UTC))
+            # As the app wires it: a random home shard per writer instance.
+            home = random.SystemRandom().randrange(SHARDS)
+            trail = AuditTrail(BlobAuditLog(blobs, container), SHARDS, lambda: datetime.now(UTC), home_shard=home)
             if kind == "audited":
                 many = trail.record_many
 

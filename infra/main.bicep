@@ -262,7 +262,7 @@ module functionApp 'app/function-app.bicep' = {
       // Audit trail (docs/audit-format.md). App settings are strings: AUDIT_SHARDS is parsed by the app.
       AUDIT_CONTAINER: auditContainerName
       // Part of the archive layout (shard=SS in every segment path): decide before the first record.
-      AUDIT_SHARDS: '4'
+      AUDIT_SHARDS: '16'
       AUDIT_DIGEST_SCHEDULE: !empty(auditDigestSchedule) ? auditDigestSchedule : '0 0 * * * *'
       AUDIT_OUTBOX_SCHEDULE: !empty(auditOutboxSchedule) ? auditOutboxSchedule : '0 */5 * * * *'
       // Versionless key URI: the app signs with the key's current version and names it in each digest.

@@ -81,7 +81,7 @@ class Settings(BaseModel):
     offline_store_container: str = "offline-arm"
     offline_event_webhook_url: str | None = None
     audit_container: str = "audit"
-    audit_shards: int = Field(default=4, ge=1, le=64)
+    audit_shards: int = Field(default=16, ge=1, le=64)
     audit_digest_schedule: str = "0 0 * * * *"
     audit_outbox_schedule: str = "0 */5 * * * *"
     audit_signing_key_file: str | None = None

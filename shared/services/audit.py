@@ -133,9 +133,13 @@ class AuditTrail:
         *,
         max_batch: int = MAX_BATCH_EVENTS,
         linger: float = LINGER,
+        home_shard: int | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("an audit trail needs at least one shard")
+        if home_shard is not None and not 0 <= home_shard < shards:
+            raise ValueError(f"home shard {home_shard} is not one of {shards} shards")
+        self._home = home_shard
         self.log = audit_log
         self.shards = shards
         self._clock = clock
@@ -146,17 +150,23 @@ class AuditTrail:
         self._closed = False
 
     def shard_of(self, event: AuditEvent) -> int:
-        """One subject's records share a chain; records without one spread by id."""
+        """This writer's home shard when it has one; else by subject (or id).
+
+        A home shard per writer instance keeps instances from racing for one chain's append
+        position: a lost race costs a failed append and a re-read.
+        """
+        if self._home is not None:
+            return self._home
         return shard_for(event.subject or event.record_id, self.shards)
 
     def record(self, event: AuditEvent) -> AuditRecord:
         return self.record_many([event])[0]
 
-    def record_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        """Place and append `events` (grouped by shard); their records in input order."""
+    def record_many(self, events: Sequence[AuditEvent], shards: Sequence[int] | None = None) -> list[AuditRecord]:
+        """Place and append `events` (grouped by shard, or in the given `shards`); records in input order."""
         by_shard: dict[int, list[int]] = {}
         for index, event in enumerate(events):
-            by_shard.setdefault(self.shard_of(event), []).append(index)
+            by_shard.setdefault(shards[index] if shards is not None else self.shard_of(event), []).append(index)
         tickets = {shard: _Ticket([events[i] for i in indexes]) for shard, indexes in by_shard.items()}
         for shard, ticket in tickets.items():
             self._committer(shard).submit(ticket)

@@ -132,7 +132,7 @@ class OutboxDrainer:
                         "rows": len(entries) - len(ready)})  # fmt: skip
         if not ready:
             return
-        self._trail.record_many([entry.event for entry in ready])
+        self._trail.record_many([entry.event for entry in ready], [entry.shard for entry in ready])
         if self._retire_in_band:
             self._outbox.finish([(partition, entry) for entry in ready])
 
@@ -173,7 +173,8 @@ class OutboxDrainer:
         deadline = self._clock() + self._margin
         appendable = [r for r in missing if deadline < r.entry.lease_until]
         if appendable:
-            self._trail.record_many([r.entry.event for r in appendable])
+            # Into the shard the row names: where a later recovery will look for it.
+            self._trail.record_many([r.entry.event for r in appendable], [r.entry.shard for r in appendable])
         self._outbox.finish([(r.partition, r.entry) for r in present + appendable])
         return DrainReport(
             expired=len(expired),

@@ -5,6 +5,7 @@ The only place that chooses between Azure adapters and the offline provider.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -73,7 +74,9 @@ class Services:
     def audit_trail(self) -> AuditTrail:
         from shared.services.audit import AuditTrail
 
-        return AuditTrail(self.audit_log, self.settings.audit_shards, utc_now)
+        # A random home shard per worker: instances rarely contend for one chain's append position.
+        home = random.SystemRandom().randrange(self.settings.audit_shards)
+        return AuditTrail(self.audit_log, self.settings.audit_shards, utc_now, home_shard=home)
 
     @cached_property
     def audit_outbox(self) -> OutboxDrainer:

@@ -165,3 +165,23 @@ def test_a_closed_trail_refuses_new_records(log: SlowLog) -> None:
     trail.close()
     with pytest.raises(RuntimeError):
         trail.record(event("two"))
+
+
+def test_a_writer_with_a_home_shard_appends_everything_there(log: SlowLog) -> None:
+    trail = AuditTrail(log, 16, lambda: NOW, home_shard=5)
+    records = trail.record_many([event(f"r{n}", subject=f"/s/{n}") for n in range(20)])
+    assert {r.shard for r in records} == {5}
+    assert [r.sequence for r in records] == list(range(20))
+    trail.close()
+
+
+def test_explicit_shards_override_the_home_shard_for_recovery(log: SlowLog) -> None:
+    trail = AuditTrail(log, 16, lambda: NOW, home_shard=5)
+    records = trail.record_many([event("a"), event("b")], [2, 9])
+    assert [(r.record_id, r.shard) for r in records] == [("a", 2), ("b", 9)]
+    trail.close()
+
+
+def test_a_home_shard_outside_the_shards_is_refused(log: SlowLog) -> None:
+    with pytest.raises(ValueError, match="home shard"):
+        AuditTrail(log, 4, lambda: NOW, home_shard=4)
