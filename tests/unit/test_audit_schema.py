@@ -76,3 +76,40 @@ def test_segment_paths_name_shard_hour_and_first_sequence() -> None:
     assert path == "v1/records/shard=03/2026/11/21/05/000000012345.jsonl"
     assert parse_segment_path(path) == (3, 12345)
     assert parse_segment_path("v1/digests/2026/11/21/05/20261121T060000Z.json") is None
+
+
+def test_the_fast_serialization_is_byte_for_byte_rfc8785() -> None:
+    """Random documents of the shapes records take, including the Unicode edge cases."""
+    import random
+
+    from shared.domain.audit import canonical_json
+
+    rng = random.Random(8785)
+    alphabet = ["a", "Z", "_", "é", "\u2028", "\u007f", "\u001f", '"', "\\", "\n", "\ud7ff", "\ue000", "\uffff",
+                "😀", "\U0001d11e", "中"]  # fmt: skip
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+
+    def value(depth: int) -> object:
+        kind = rng.randint(0, 7 if depth < 3 else 4)
+        if kind == 0:
+            return rng.randint(-(2**53), 2**53)
+        if kind == 1:
+            return rng.choice([True, False, None])
+        if kind in (2, 3, 4):
+            return text()
+        if kind == 5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {text(): value(depth + 1) for _ in range(rng.randint(0, 5))}
+
+    for _ in range(3000):
+        document = {text(): value(0) for _ in range(rng.randint(1, 6))}
+        assert canonical_json(document) == rfc8785.dumps(document), document
+
+
+def test_documents_with_floats_or_high_keys_fall_back_to_the_library() -> None:
+    from shared.domain.audit import canonical_json
+
+    for document in ({"a": 1.5, "b": 1e21}, {"\uffff": 1, "\U0001f600": 2}, {"x": [0.1, {"y": 2.0}]}):
+        assert canonical_json(document) == rfc8785.dumps(document)
