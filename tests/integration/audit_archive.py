@@ -57,3 +57,18 @@ def check_archive(container: ContainerClient) -> list[dict[str, Any]]:
 def audited(records: list[dict[str, Any]]) -> Counter[str]:
     """Record ids of everything but the archive's own bookkeeping, with their counts."""
     return Counter(r["record_id"] for r in records if r["action"] != AuditAction.SEGMENT_CLOSED.value)
+
+
+def seal_and_verify(container: ContainerClient) -> Any:
+    """Seal a digest over the archive as the app's timer does, then run the consumers' verifier on it."""
+    from datetime import UTC, datetime
+
+    from shared.adapters.audit_archive import BlobContainerArchive
+    from shared.adapters.signing import LocalKeySigner
+    from shared.audit_verify import verify_archive
+    from shared.services.audit_seal import AuditSealer
+
+    signer = LocalKeySigner.generate()
+    archive = BlobContainerArchive(container)
+    AuditSealer(archive, signer, lambda: datetime.now(UTC)).seal(datetime.now(UTC).replace(microsecond=0))
+    return verify_archive(archive, [signer.public_key_pem()], strict=True, progress=False)

@@ -12,7 +12,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
-from tests.integration.audit_archive import audited, check_archive
+from tests.integration.audit_archive import audited, check_archive, seal_and_verify
 from tests.integration.audit_stack import Names, build
 
 PROCESSES = 8
@@ -64,4 +64,7 @@ def test_eight_writer_processes_leave_every_chain_whole_and_every_record_exactly
     expected = Counter(f"p{p}-{n}" for p in range(PROCESSES) for n in range(RECORDS_PER_PROCESS))
     assert audited(records) == expected
     assert {r["shard"] for r in records} == set(range(SHARDS))
+    verification = seal_and_verify(container)  # the consumers' verifier agrees, strict mode
+    assert verification.ok, verification.render()
+    assert verification.records == len(records)
     print(f"\n{len(expected)} records from {PROCESSES} processes in {seconds:.1f} s ({len(expected) / seconds:.0f}/s)")

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.domain.audit_events import derived_record_id
 from shared.domain.tattoo import ImageTattoo, TattooKey, TattooStatus
 from shared.services.intake import BuildIntake
-from tests.integration.audit_archive import audited, check_archive
+from tests.integration.audit_archive import audited, check_archive, seal_and_verify
 from tests.integration.audit_stack import Names, build
 from tests.unit import documents as docs
 from tests.unit.fakes import FakeArm, InMemoryRejected
@@ -98,4 +98,7 @@ def test_a_writer_killed_at_random_points_leaves_every_state_change_audited_exac
     container = BlobServiceClient.from_connection_string(azurite).get_container_client(names.container)
     records = check_archive(container)  # chains valid across every crash and rollover
     assert audited(records) == expected_record_ids()  # each committed state change: exactly one record
+    verification = seal_and_verify(container)  # the consumers' verifier agrees, strict mode
+    assert verification.ok, verification.render()
+    assert verification.records == len(records)
     print(f"\n{kills} kills; outbox timer: {report}")
