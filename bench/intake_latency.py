@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -51,13 +49,14 @@ from azure.data.tables import TableClient, UpdateMode
 
 from bench.report import progress, summarize_ms, table, verdict
 from shared.local.azurite import REPO_ROOT, Azurite, free_port
+from shared.local.host.process import HOST_MODULE, NO_SETTINGS, start_host_process, stop_host_process
 from shared.local.offline.events import Event, resource_write_event
 from shared.local.offline.sample import seed_sample_factory
 from shared.local.offline.simulator import run_image_template
 from shared.local.offline.store import ArmStore
 
 TARGET_RATIO = 8.0
-EMPTY_SETTINGS = REPO_ROOT / "tests" / "assets" / "empty.local.settings.json"
+
 EVENT_HEADERS = {"aeg-event-type": "Notification"}
 SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 # `python -m shared.local.host`, with the SDK's HTTP logging quieted first (the what-if variant).
@@ -162,36 +161,12 @@ def host_process(world: World, log_path: Path, *, quiet_sdk_logging: bool = Fals
     SDK's per-request HTTP logging (INFO, every request's and response's headers) at WARNING.
     """
     port = free_port()
-    launcher = ["-c", QUIET_SDK_LOGGING_LAUNCHER] if quiet_sdk_logging else ["-m", "shared.local.host"]
-    options = ["--script-root", str(REPO_ROOT), "--port", str(port), "--no-timers", "--settings", str(EMPTY_SETTINGS)]
-    command = [sys.executable, *launcher, *options]
-    environ = {**os.environ, **world.app_environment(port)}
-    with log_path.open("ab") as sink:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environ, stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
+    launcher = ("-c", QUIET_SDK_LOGGING_LAUNCHER) if quiet_sdk_logging else HOST_MODULE
+    process = start_host_process(port, {**os.environ, **world.app_environment(port)}, log_path, launcher=launcher)
     try:
-        _wait_until_ready(process, base_url, log_path)
-        yield base_url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local host exited: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base_url}/admin/host/status", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"local host did not start: {log_path.read_text()[-2000:]}")
+        stop_host_process(process)
 
 
 # --- measurement ----------------------------------------------------------------------------
@@ -340,7 +315,7 @@ def count_round_trips(azurite: Azurite, world: World, builds: list[Build]) -> di
     per_event: dict[str, list[Counter[tuple[str, str, str]]]] = {"version_write": [], "run_action": [], "ignored": []}
     port = free_port()
     with environment(world.app_environment(port)), counting_requests(counter):
-        host = LocalHost(REPO_ROOT, settings_path=EMPTY_SETTINGS, port=port, timers=False)
+        host = LocalHost(REPO_ROOT, settings_path=NO_SETTINGS, port=port, timers=False)
         with host:
             poster = Poster(host.base_url)
             warmup, *counted = builds

@@ -26,6 +26,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters.signing import LocalKeySigner
 from shared.local.azurite import REPO_ROOT, Azurite, free_port
+from shared.local.host.process import start_host_process, stop_host_process
 from shared.local.offline.events import resource_action_event
 from shared.local.offline.sample import seed_sample_factory
 from shared.local.offline.simulator import run_image_template, set_outcome
@@ -57,8 +58,7 @@ def main() -> int:
             print((Path(scratch) / "host.log").read_text()[-3000:], file=sys.stderr)
             return 1
         finally:
-            host.terminate()
-            host.wait(10)
+            stop_host_process(host)
     print("\nEverything the demo started has stopped. `make run` serves the app; `make test` runs the suite.")
     return 0
 
@@ -227,22 +227,7 @@ def _start_host(
         "OFFLINE_EVENT_WEBHOOK_URL": webhook,
     }
     print(STEP.format(f"Starting Azurite and the local Functions host on 127.0.0.1:{port}"))
-    settings = REPO_ROOT / "tests" / "assets" / "empty.local.settings.json"
-    command = [sys.executable, "-m", "shared.local.host", "--script-root", str(REPO_ROOT), "--port", str(port),
-               "--no-timers", "--settings", str(settings)]  # fmt: skip
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environ, stdout=sink, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the local host exited:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/admin/host/status", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the local host did not start:\n{log.read_text()[-3000:]}")
+    return start_host_process(port, environ, log)
 
 
 def _post(session: requests.Session, webhook: str, event: dict[str, Any]) -> int:

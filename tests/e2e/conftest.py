@@ -10,9 +10,6 @@ defaults of `local.settings.example.json`).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from shared.local.azurite import REPO_ROOT, free_port
+from shared.local.azurite import free_port
+from shared.local.host.process import start_host_process, stop_host_process
 from shared.local.offline.sample import SampleFactory, seed_sample_factory
 from shared.local.offline.store import ArmStore
 
@@ -62,25 +60,6 @@ class Target:
             staging_gallery=f"gal_staging_{suffix}",
             production_gallery=f"gal_production_{suffix}",
         )
-
-
-def start_host(port: int, environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    settings = REPO_ROOT / "tests" / "assets" / "empty.local.settings.json"
-    command = [sys.executable, "-m", "shared.local.host", "--script-root", str(REPO_ROOT), "--port", str(port),
-               "--no-timers", "--settings", str(settings)]  # fmt: skip
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environ, stdout=sink, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local host exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/admin/host/status", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"local host did not start: {log.read_text()[-2000:]}")
 
 
 def app_environment(
@@ -135,14 +114,13 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
     for _ in range(2):
         port = free_port()
         environ = app_environment(azurite, suffix, port, scheduled.template_ids, log.parent / "audit-signing-key.pem")
-        processes.append(start_host(port, environ, log))
+        processes.append(start_host_process(port, environ, log))
         targets.append(Target(f"http://127.0.0.1:{port}", store, azurite, rejected_container=f"rejected-{suffix}"))
     try:
         yield LocalHosts(targets, scheduled)
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(10)
+            stop_host_process(process)
 
 
 @pytest.fixture
