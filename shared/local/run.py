@@ -13,12 +13,10 @@ import subprocess
 import sys
 
 from shared.local.azurite import REPO_ROOT, Azurite, connection_string
-from shared.local.offline.sample import SAMPLE_SUBSCRIPTION_ID, seed_sample_factory
+from shared.local.offline.sample import SAMPLE_STAGING_GALLERY_ID, seed_sample_factory
 from shared.local.offline.store import ArmStore
 
 AZURITE_PORTS = (10000, 10001, 10002)
-SAMPLE_GROUP = f"/subscriptions/{SAMPLE_SUBSCRIPTION_ID}/resourceGroups/rg-image-factory"
-SAMPLE_STAGING_GALLERY_ID = f"{SAMPLE_GROUP}/providers/Microsoft.Compute/galleries/gal_staging"
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import requests
 
 from shared.local.azurite import free_port
 from shared.local.host.process import start_host_process, stop_host_process
-from shared.local.offline.sample import SampleFactory, seed_sample_factory
+from shared.local.offline.sample import SAMPLE_STAGING_GALLERY_ID, SampleFactory, seed_sample_factory
 from shared.local.offline.store import ArmStore
 
 pytestmark = pytest.mark.e2e
@@ -52,14 +52,24 @@ class Target:
         return requests.post(f"{self.base_url}/admin/functions/{name}", json={"input": ""}, timeout=120)
 
     def fresh_factory(self) -> SampleFactory:
-        """A factory of its own for one test: galleries named uniquely, so tattoos never collide."""
-        suffix = uuid.uuid4().hex[:8]
-        return seed_sample_factory(
-            self.store,
-            resource_group=f"rg-e2e-{suffix}",
-            staging_gallery=f"gal_staging_{suffix}",
-            production_gallery=f"gal_production_{suffix}",
-        )
+        """Images and templates of its own for one test, in the sample factory's galleries.
+
+        The galleries are the ones the target is configured with (STAGING_GALLERY_ID of
+        local.settings.example.json), so a host that filters versions by staging gallery takes
+        them in; unique image names keep one test's tattoos apart from another's.
+        """
+        return seed_unique_factory(self.store)
+
+
+def seed_unique_factory(store: ArmStore) -> SampleFactory:
+    suffix = uuid.uuid4().hex[:8]
+    return seed_sample_factory(
+        store,
+        windows_image=f"win11-avd-{suffix}",
+        linux_image=f"ubuntu-2204-{suffix}",
+        windows_template=f"win11-avd-monthly-{suffix}",
+        linux_template=f"ubuntu-2204-cis-{suffix}",
+    )
 
 
 def app_environment(
@@ -76,6 +86,8 @@ def app_environment(
         "OFFLINE_STORE_CONTAINER": f"arm-{suffix}",
         "OFFLINE_EVENT_WEBHOOK_URL": f"http://127.0.0.1:{port}/runtime/webhooks/EventGrid?functionName=build_events",
         "BUILD_TEMPLATE_IDS": ",".join(template_ids),
+        # As in local.settings.example.json and in Azure: only the staging gallery's versions count.
+        "STAGING_GALLERY_ID": SAMPLE_STAGING_GALLERY_ID,
         "REFRESH_SCHEDULE": "0 0 3 1 * *",
         "RECONCILE_SCHEDULE": "0 */15 * * * *",
         "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
@@ -107,8 +119,7 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
         return
     suffix = uuid.uuid4().hex[:10]
     store = ArmStore(azurite, f"arm-{suffix}")
-    scheduled = seed_sample_factory(store, resource_group=f"rg-sched-{suffix}", staging_gallery=f"gal_sched_{suffix}",
-                                    production_gallery=f"gal_sched_prod_{suffix}")  # fmt: skip
+    scheduled = seed_unique_factory(store)
     log = tmp_path_factory.mktemp("host") / "host.log"
     processes, targets = [], []
     for _ in range(2):

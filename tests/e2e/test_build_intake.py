@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from shared.local.offline.events import resource_action_event
+from shared.local.offline.sample import SampleFactory
 from shared.local.offline.simulator import RunResult, run_image_template, set_outcome
 from tests.e2e.conftest import LocalHosts, Target
 
@@ -27,8 +29,24 @@ def gallery_of(version_id: str) -> tuple[str, str, str]:
 
 
 def run(target: Target, template_id: str, deliver: bool = True, **kwargs: Any) -> RunResult:
-    return run_image_template(target.store, template_id, now=NOW, webhook_url=target.webhook_url, deliver=deliver,
-                              **kwargs)  # fmt: skip
+    # The real clock: a run's id is its template and start time, and stores outlive test sessions.
+    return run_image_template(target.store, template_id, now=datetime.now(UTC), webhook_url=target.webhook_url,
+                              deliver=deliver, **kwargs)  # fmt: skip
+
+
+def name_of(resource_id: str) -> str:
+    return resource_id.rsplit("/", 1)[-1]
+
+
+def windows_images(target: Target, factory: SampleFactory, **params: str) -> list[dict[str, Any]]:
+    """Tattoos of this test's own Windows image (galleries are shared with other tests)."""
+    gallery, image = name_of(factory.staging_gallery_id), name_of(factory.windows_staging_image_id)
+    return images(target, gallery=gallery, image=image, **params)
+
+
+def linux_images(target: Target, factory: SampleFactory, **params: str) -> list[dict[str, Any]]:
+    gallery, image = name_of(factory.staging_gallery_id), name_of(factory.linux_staging_image_id)
+    return images(target, gallery=gallery, image=image, **params)
 
 
 def images(target: Target, **params: str) -> list[dict[str, Any]]:
@@ -50,8 +68,8 @@ def test_a_successful_build_is_tattooed_and_readable_over_http(target: Target) -
     tattoo = response.json()
     assert tattoo["status"] == "built"
     assert tattoo["version"] == "1.0.1"
-    assert tattoo["template_name"] == "win11-avd-monthly"
-    assert tattoo["run_id"].startswith("win11-avd-monthly@")
+    assert tattoo["template_name"] == name_of(factory.windows_template_id)
+    assert tattoo["run_id"].startswith(f"{name_of(factory.windows_template_id)}@")
     assert tattoo["base_image"]["publisher"] == "MicrosoftWindowsDesktop"
     assert tattoo["base_image"]["exact_version"]
     assert tattoo["os_version"]
@@ -66,22 +84,21 @@ def test_a_failed_build_is_recorded_with_the_reason_azure_gives(target: Target) 
     factory = target.fresh_factory()
     set_outcome(target.store, factory.linux_template_id, "fail", "Shell customizer 'cis-hardening' exited 2")
     run(target, factory.linux_template_id)
-    gallery = factory.staging_gallery_id.rsplit("/", 1)[-1]
 
-    failed = images(target, gallery=gallery, status="build_failed")
+    failed = linux_images(target, factory, status="build_failed")
 
     assert len(failed) == 1
     assert failed[0]["version"] is None
-    assert failed[0]["template_name"] == "ubuntu-2204-cis"
+    assert failed[0]["template_name"] == name_of(factory.linux_template_id)
     assert "cis-hardening" in failed[0]["reason"]
-    assert images(target, gallery=gallery, status="built") == []
+    assert linux_images(target, factory, status="built") == []
 
 
 def test_a_cancelled_run_is_a_failed_build(target: Target) -> None:
     factory = target.fresh_factory()
     set_outcome(target.store, factory.windows_template_id, "cancel")
     run(target, factory.windows_template_id)
-    [tattoo] = images(target, gallery=factory.staging_gallery_id.rsplit("/", 1)[-1])
+    [tattoo] = windows_images(target, factory)
     assert tattoo["status"] == "build_failed"
     assert "Canceled" in tattoo["reason"]
 
@@ -97,7 +114,7 @@ def test_duplicate_delivery_leaves_one_unchanged_tattoo(target: Target) -> None:
     for event in result.events * 2:
         assert target.post_events([event]).status_code == 202
 
-    assert len(images(target, gallery=gallery)) == 1
+    assert len(windows_images(target, factory)) == 1
     assert target.get(f"images/{gallery}/{image}/{version}").json() == first
 
 
@@ -118,7 +135,7 @@ def test_out_of_order_delivery_converges_on_one_built_tattoo(target: Target, ord
     assert statuses[-1] == "built"
     if order == "version write first":
         assert statuses == ["building", "built"]
-    assert len(images(target, gallery=gallery)) == 1
+    assert len(windows_images(target, factory)) == 1
 
 
 def test_a_malformed_event_is_refused_kept_for_inspection_and_not_retried(target: Target) -> None:
@@ -126,12 +143,12 @@ def test_a_malformed_event_is_refused_kept_for_inspection_and_not_retried(target
     event = resource_action_event(factory.windows_template_id, RUN_ACTION, outcome="Success",
                                   initiator="mallory@contoso.com", now=NOW)  # fmt: skip
     del event["data"]["operationName"]
-    event["id"] = f"malformed-{factory.resource_group}"
+    event["id"] = f"malformed-{uuid.uuid4()}"
 
     response = target.post_events([event])
 
     assert response.status_code == 202  # acknowledged: redelivery cannot fix it
-    assert images(target, gallery=factory.staging_gallery_id.rsplit("/", 1)[-1]) == []
+    assert windows_images(target, factory) == []
     container = BlobServiceClient.from_connection_string(target.connection_string).get_container_client(
         target.rejected_container
     )
@@ -193,14 +210,20 @@ def test_the_reconcile_timer_records_a_run_whose_events_were_lost(hosts: LocalHo
 
 def test_the_refresh_timer_runs_the_configured_templates(hosts: LocalHosts) -> None:
     target = hosts.targets[0]
-    gallery = hosts.scheduled_factory.staging_gallery_id.rsplit("/", 1)[-1]
-    before = len(images(target, gallery=gallery, status="built", top="200"))
+    factory = hosts.scheduled_factory
+
+    def built() -> list[dict[str, Any]]:
+        return windows_images(target, factory, status="built", top="200") + linux_images(
+            target, factory, status="built", top="200"
+        )
+
+    before = len(built())
 
     assert target.invoke_timer("refresh_images").status_code == 202
 
-    after = images(target, gallery=gallery, status="built", top="200")
+    after = built()
     assert len(after) == before + 2
-    assert {t["template_name"] for t in after} == {"win11-avd-monthly", "ubuntu-2204-cis"}
+    assert {t["template_name"] for t in after} == {name_of(t) for t in factory.template_ids}
 
 
 def _post_all(url: str, events: list[dict[str, Any]], barrier: Any, rounds: int) -> None:
@@ -230,7 +253,7 @@ def test_concurrent_deliveries_to_two_instances_make_one_tattoo(hosts: LocalHost
         assert sender.exitcode == 0
 
     gallery, image, version = gallery_of(result.version_id or "")
-    assert len(images(first, gallery=gallery)) == 1
+    assert len(windows_images(first, factory)) == 1
     tattoo = second.get(f"images/{gallery}/{image}/{version}").json()
     assert tattoo["status"] == "built"
     assert tattoo["run_id"] and tattoo["tags"]

@@ -19,6 +19,13 @@ from shared.local.offline.store import ArmStore, Document
 
 SAMPLE_SUBSCRIPTION_ID = "3c9e2f1a-7b4d-4a6e-8f20-5d1b9c7e4a62"
 SAMPLE_PUBLISHER = "Contoso"
+# The staging gallery of the default factory: what local.settings.example.json names in STAGING_GALLERY_ID.
+SAMPLE_STAGING_GALLERY_ID = "/".join(
+    (
+        f"/subscriptions/{SAMPLE_SUBSCRIPTION_ID}/resourceGroups/rg-image-factory",
+        "providers/Microsoft.Compute/galleries/gal_staging",
+    )
+)
 
 
 @dataclass(frozen=True)
