@@ -38,6 +38,7 @@ from shared.adapters.audit_head_hints import HeadHints
 from shared.adapters.audit_placement import Batch, LineTemplate, plan_block
 from shared.adapters.audit_segments import hour_of, records_in, segment_hour
 from shared.adapters.audit_shard_head import NeedsPredecessor, SegmentMissing, ShardHead, catch_up, walk
+from shared.adapters.storage import ensure_container
 from shared.domain.audit import (
     MAX_SEGMENT_BLOCKS,
     AuditEvent,
@@ -228,13 +229,7 @@ class BlobAuditLog:
             container = (
                 blobs if isinstance(blobs, ContainerClient) else blobs.get_container_client(self._container_name)
             )
-            try:
-                container.create_container()
-            except ResourceExistsError:
-                pass
-            except AzureError as exc:
-                raise UpstreamError(f"audit container {self._container_name!r} unavailable: {_describe(exc)}") from exc
-            self._container = container
+            self._container = ensure_container(container)
         return self._container
 
     def _blob(self, path: str) -> BlobClient:

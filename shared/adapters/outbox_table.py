@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
+from shared.adapters.storage import ensure_table
 from shared.domain.audit import AuditEvent
 from shared.errors import UpstreamError
 from shared.ports import OutboxEntry, StoredOutboxEntry
@@ -68,11 +69,7 @@ class TableOutbox:
     @property
     def table(self) -> TableClient:
         if self._table is None:
-            try:
-                self._service.create_table_if_not_exists(self._table_name)
-            except AzureError as exc:
-                raise UpstreamError(f"table {self._table_name!r} unavailable: {type(exc).__name__}") from exc
-            self._table = self._service.get_table_client(self._table_name)
+            self._table = ensure_table(self._service, self._table_name)
         return self._table
 
     def insert(self, partition: str, entry: OutboxEntry) -> bool:

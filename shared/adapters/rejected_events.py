@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
+from shared.adapters.storage import ensure_container
 from shared.errors import UpstreamError
 
 if TYPE_CHECKING:
@@ -30,14 +31,7 @@ class BlobRejectedEventStore:
     @property
     def container(self) -> ContainerClient:
         if self._container is None:
-            container = self._service.get_container_client(self._container_name)
-            try:
-                container.create_container()
-            except ResourceExistsError:
-                pass
-            except AzureError as exc:
-                raise UpstreamError(f"container {self._container_name!r} unavailable: {type(exc).__name__}") from exc
-            self._container = container
+            self._container = ensure_container(self._service.get_container_client(self._container_name))
         return self._container
 
     def keep(self, event: object, reason: str, correlation_id: str, received: datetime) -> str:

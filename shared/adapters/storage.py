@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, UpstreamError
 from shared.settings import StorageConnection
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
+    from azure.data.tables import TableClient, TableServiceClient
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
 
 def azure_credential(client_id: str | None = None, managed_identity: bool = False) -> TokenCredential:
@@ -46,3 +46,27 @@ def table_service(connection: StorageConnection) -> TableServiceClient:
     if connection.table_uri is None:
         raise ConfigurationError("GOVSTORAGE__tableServiceUri: required when the blob endpoint is not *.blob.*")
     return TableServiceClient(connection.table_uri, credential=_credential(connection))
+
+
+def ensure_table(service: TableServiceClient, name: str) -> TableClient:
+    """The table, created if missing. Call once per worker and keep the client: each call is a round trip."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        service.create_table_if_not_exists(name)
+    except AzureError as exc:
+        raise UpstreamError(f"table {name!r} unavailable: {type(exc).__name__}") from exc
+    return service.get_table_client(name)
+
+
+def ensure_container(container: ContainerClient) -> ContainerClient:
+    """The container, created if missing. Call once per worker and keep the client."""
+    from azure.core.exceptions import AzureError, ResourceExistsError
+
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise UpstreamError(f"container {container.container_name!r} unavailable: {type(exc).__name__}") from exc
+    return container

@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 
 from shared.adapters.outbox_table import MAX_TRANSACTION, outbox_entity
+from shared.adapters.storage import ensure_table
 from shared.domain.tattoo import ImageTattoo, TattooKey, partition_of
 from shared.errors import Conflict, InvalidInput, UpstreamError
 from shared.ports import OutboxEntry, TattooFilter, TattooPage
@@ -46,11 +47,7 @@ class TableTattooRepository:
     def table(self) -> TableClient:
         # Created on first use, once per worker: creating on every call costs a round trip.
         if self._table is None:
-            try:
-                self._service.create_table_if_not_exists(self._table_name)
-            except AzureError as exc:
-                raise UpstreamError(f"table {self._table_name!r} unavailable: {_describe(exc)}") from exc
-            self._table = self._service.get_table_client(self._table_name)
+            self._table = ensure_table(self._service, self._table_name)
         return self._table
 
     def get(self, key: TattooKey) -> tuple[ImageTattoo, str] | None:
