@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -257,3 +258,34 @@ def test_concurrent_deliveries_to_two_instances_make_one_tattoo(hosts: LocalHost
     tattoo = second.get(f"images/{gallery}/{image}/{version}").json()
     assert tattoo["status"] == "built"
     assert tattoo["run_id"] and tattoo["tags"]
+
+
+def test_each_status_change_is_audited_once_and_searchable_by_subject(target: Target) -> None:
+    factory = target.fresh_factory()
+    result = run(target, factory.windows_template_id, deliver=False)
+    for event in [*result.events, *result.events]:  # delivered twice: still one record per change
+        assert target.post_events([event]).status_code == 202
+    subject = result.version_id or ""
+
+    deadline = time.monotonic() + 30  # audit appends run off the request path
+    while True:
+        response = target.get("audit", subject=subject.lower(), top="50")
+        assert response.status_code == 200, response.text
+        records = response.json()["value"]
+        if len(records) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    assert [r["action"] for r in records] == ["image.build.observed", "image.build.completed"]
+    completed = records[1]
+    assert completed["initiator"]["display_name"] == "ada.builder@contoso.com"
+    assert completed["base_image"].startswith("MicrosoftWindowsDesktop:windows-11:")
+    assert completed["details"]["version"] == "1.0.1"
+    assert len(completed["hash"]) == 64 and completed["previous_hash"]
+
+
+def test_audit_search_rejects_a_malformed_time_range_as_problem_json(target: Target) -> None:
+    response = target.get("audit", **{"from": "yesterday"})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "from" in response.json()["detail"]
