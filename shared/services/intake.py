@@ -46,6 +46,13 @@ from shared.ports import AuditOutbox, Gallery, ImageBuilder, OutboxEntry, Reject
 log = logging.getLogger(__name__)
 
 Outcome = Literal["recorded", "unchanged", "ignored", "deferred", "rejected"]
+
+
+class _Unread:
+    """The tattoo row has not been read yet (as opposed to read and found absent)."""
+
+
+UNREAD = _Unread()
 MAX_WRITE_ATTEMPTS = 10
 
 
@@ -116,7 +123,7 @@ class BuildIntake:
         image_definition_id, run_output_name = target
 
         version: GalleryImageVersion | ImageTattoo | None = None
-        current: tuple[ImageTattoo, str] | None = None
+        current: tuple[ImageTattoo, str] | _Unread | None = UNREAD
         if status.succeeded:
             output = self._builder.get_run_output(template.id, run_output_name)
             artifact = output.properties.artifact_id if output else None
@@ -125,10 +132,10 @@ class BuildIntake:
                 # (its own write event, or an earlier delivery of this one): reuse that reading, and
                 # hand the stored row to the write loop instead of reading it twice.
                 current = self._tattoos.get(TattooKey.for_version(artifact))
-                version = current[0] if current else self._gallery.get_image_version(artifact)
+                version = current[0] if current is not None else self._gallery.get_image_version(artifact)
         tattoo = self._tattoo_from_run(template, run_id, image_definition_id, version, initiator)
         tattoo = tattoo.model_copy(update={"arm_correlation_id": arm_correlation_id, "correlation_id": correlation_id})
-        return self._store(tattoo, current) if current else self._store(tattoo)
+        return self._store(tattoo, current)
 
     def record_version(self, version_id: str, correlation_id: str, initiator: Initiator | None = None) -> IntakeResult:
         """Record a gallery image version seen before (or without) its run's outcome."""
@@ -193,11 +200,11 @@ class BuildIntake:
             **fields,
         )
 
-    def _store(self, observed: ImageTattoo, known: tuple[ImageTattoo, str] | None = None) -> IntakeResult:
-        """Read-merge-write under the ETag; `known` is a row the caller just read (first attempt only)."""
+    def _store(self, observed: ImageTattoo, known: tuple[ImageTattoo, str] | _Unread | None = UNREAD) -> IntakeResult:
+        """Read-merge-write under the ETag; `known` is what the caller just read (a row, or None: absent)."""
         key = observed.key
         for attempt in range(MAX_WRITE_ATTEMPTS):
-            current = known if attempt == 0 and known is not None else self._tattoos.get(key)
+            current = known if attempt == 0 and not isinstance(known, _Unread) else self._tattoos.get(key)
             existing, etag = current if current else (None, None)
             now = self._clock()
             merged = merge(existing, observed, now)

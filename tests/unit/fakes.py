@@ -65,9 +65,11 @@ class InMemoryTattoos:
         self.outbox: dict[tuple[str, str], OutboxEntry] = {}
         self._etags = itertools.count(1)
         self.lose_races = 0
+        self.row_reads = 0
         self.writes = 0
 
     def get(self, key: TattooKey) -> tuple[ImageTattoo, str] | None:
+        self.row_reads += 1
         return self.rows.get((key.partition, key.row))
 
     def _write(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry]) -> None:

@@ -197,3 +197,9 @@ def test_a_run_event_without_a_recorded_version_reads_the_version() -> None:
     intake, _, _ = make_intake(arm)
     intake.handle_event(docs.run_event(), "corr")
     assert arm.version_reads == 1
+
+
+def test_a_run_event_reads_the_tattoo_row_once_even_when_it_is_absent() -> None:
+    intake, tattoos, _ = make_intake(successful_build())
+    assert intake.handle_event(docs.run_event(), "corr").outcome == "recorded"
+    assert tattoos.row_reads == 1
