@@ -9,18 +9,26 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
+from pydantic import BaseModel, ValidationError
 
-from shared.errors import GovernanceError, InvalidInput
+from shared.domain.evidence import ScanSummary
+from shared.domain.identity import Role
+from shared.domain.tattoo import TattooKey, partition_of
+from shared.errors import GovernanceError, InvalidInput, NotFound, Unauthenticated
 from shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from shared.services.audit_query import AuditQuery
 from shared.services.health import check_health
+from shared.services.policy_source import check_policy_at_start
 from shared.services.wiring import get_services
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+# A policy edited to be invalid stops the app here, naming the bad field (PolicyError).
+check_policy_at_start()
 # The SDKs log every request and response header at INFO: about a hundred lines per event,
 # all shipped to Application Insights. Their warnings and errors still come through.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
@@ -98,6 +106,78 @@ def drain_audit_outbox(timer: func.TimerRequest, context: func.Context) -> None:
     """Append audit records whose writer died between its state change and the append."""
     report = get_services().require_ready().audit_outbox.drain_expired()
     log.info("audit outbox: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
+@app.function_name("validate_images")
+@app.timer_trigger(schedule="%VALIDATE_SCHEDULE%", arg_name="timer")
+def validate_images(timer: func.TimerRequest, context: func.Context) -> None:
+    """The validation gate: evaluate built versions (boot test included), remediate or ask for approval."""
+    outcomes = get_services().require_ready().validation.validate_pending(context.invocation_id)
+    summary: dict[str, int] = {}
+    for outcome in outcomes:
+        summary[outcome.outcome] = summary.get(outcome.outcome, 0) + 1
+    log.info("validation: %s", summary, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
+# --- HTTP: validation evidence and dry runs ----------------------------------------------------
+
+
+@app.function_name("submit_scan")
+@app.route(route="images/{gallery}/{image}/{version}/scans", methods=["POST"])
+def submit_scan(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """A pipeline's scanner summary for a staged version (Builder role); re-validates at once."""
+
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        caller = services.access.require(
+            req.headers, (Role.BUILDER,), operation="submit_scan", correlation_id=context.invocation_id
+        )
+        scan = _model(ScanSummary, _body(req))
+        params = req.route_params
+        key = TattooKey(partition=partition_of(params["gallery"], params["image"]), row=params["version"].lower())
+        receipt = services.scans.submit(key, scan, caller=caller, correlation_id=context.invocation_id)
+        body = {
+            "recorded": receipt.recorded,
+            "status": receipt.tattoo.status.value,
+            "scans": len(receipt.tattoo.scans),
+            "validation": receipt.tattoo.validation.model_dump(mode="json") if receipt.tattoo.validation else None,
+        }
+        return _json(body, status=201 if receipt.recorded else 200)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("get_validation_report")
+@app.route(route="images/{gallery}/{image}/{version}/validation", methods=["GET"])
+def get_validation_report(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """The full report of a version's latest validation: every rule's result and evidence."""
+
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        params = req.route_params
+        tattoo = services.images.get_image(params["gallery"], params["image"], params["version"])
+        if tattoo.validation is None or tattoo.validation.report_blob is None:
+            raise NotFound(f"version {params['version']} has not been validated yet")
+        report = services.validation_reports.read(tattoo.validation.report_blob)
+        return func.HttpResponse(report, status_code=200, mimetype="application/json")
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("evaluate_policy")
+@app.route(route="policy/evaluate", methods=["POST"])
+def evaluate_policy(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Dry run: the policy's verdict on a version or an ARM version document; records nothing."""
+
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        services.access.require(
+            req.headers, tuple(Role), operation="evaluate_policy", correlation_id=context.invocation_id
+        )
+        report = services.policy_dry_run.evaluate(_body(req))
+        return func.HttpResponse(report.model_dump_json(), status_code=200, mimetype="application/json")
+
+    return _respond(req, context, handle)
 
 
 # --- HTTP read API -----------------------------------------------------------------------------
@@ -196,12 +276,36 @@ def _respond(req: func.HttpRequest, context: func.Context, handle: Any) -> func.
         if exc.status >= 500:
             log.exception("request failed", extra={"correlation_id": context.invocation_id})
         body = problem_for(exc, instance=_path(req), correlation_id=context.invocation_id)
-        return _json(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+        response = _json(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
     except Exception:
         log.exception("unexpected error", extra={"correlation_id": context.invocation_id})
         body = problem(500, "Internal error", "unexpected error; quote correlationId",
                        instance=_path(req), correlationId=context.invocation_id)  # fmt: skip
         return _json(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _body(req: func.HttpRequest) -> dict[str, Any]:
+    try:
+        body = req.get_json()
+    except ValueError:
+        raise InvalidInput("the request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return body
+
+
+def _model(model: type[ModelT], body: dict[str, Any]) -> ModelT:
+    """Validate a request body; the problem names every bad field by its path."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidInput(f"invalid {model.__name__}: {fields}") from None
 
 
 def _int_param(req: func.HttpRequest, name: str, default: int) -> int:

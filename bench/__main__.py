@@ -1,4 +1,4 @@
-"""`python -m bench [intake|import|audit|audit-write] [--json PATH]`: run the benchmarks (all when none is named)."""
+"""`python -m bench [intake|import|audit|audit-write|policy] [--json PATH]`: run benchmarks (all when none is named)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import audit_verify, audit_write, import_time, intake_latency
+from bench import audit_verify, audit_write, import_time, intake_latency, policy_eval
 from shared.local.azurite import REPO_ROOT
 
-BENCHMARKS = ("intake", "import", "audit", "audit-write")
+BENCHMARKS = ("intake", "import", "audit", "audit-write", "policy")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +43,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--audit-write-rounds", type=int, default=3, help="alternating rounds for audit-write (default: 3)"
     )
+    parser.add_argument(
+        "--policy-versions", type=int, default=10_000, help="versions evaluated per round for policy (default: 10,000)"
+    )
+    parser.add_argument("--policy-rounds", type=int, default=5, help="timed rounds for policy (default: 5)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     arguments = parser.parse_args(argv)
     unknown = sorted(set(arguments.benchmarks) - set(BENCHMARKS))
@@ -112,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             arguments.audit_write_seconds, arguments.audit_write_rounds, show_progress=show_progress
         )
         print(audit_write.render(results["audit-write"]), end="\n\n", flush=True)
+    if "policy" in selected:
+        results["policy"] = policy_eval.run(
+            arguments.policy_versions, arguments.policy_rounds, show_progress=show_progress
+        )
+        print(policy_eval.render(results["policy"]), end="\n\n", flush=True)
     verdicts = {name: results[name]["target"]["verdict"] for name in selected}
     print("Verdicts: " + ", ".join(f"{name} {verdict}" for name, verdict in verdicts.items()))
     if arguments.json:

@@ -93,6 +93,8 @@ var keyVaultName = 'kv-${resourceToken}'
 // Flex Consumption pulls the app package from this container in the host storage account.
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var systemTopicName = !empty(imageFactorySystemTopicName) ? imageFactorySystemTopicName : 'evgt-imagefactory-${resourceToken}'
+// Custom topic for the app's outbound governance events (CloudEvents 1.0; docs/outbound-events.md).
+var eventsTopicName = 'evgt-governance-${resourceToken}'
 // The function the Event Grid subscription delivers to. Its name is stable (function_app.py).
 var buildEventsFunctionName = 'build_events'
 
@@ -187,6 +189,17 @@ module systemTopic 'app/eventgrid-topic.bicep' = {
   }
 }
 
+module eventsTopic 'app/events-topic.bicep' = {
+  name: 'events-topic'
+  scope: rg
+  params: {
+    name: eventsTopicName
+    location: location
+    tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
 // Every role assignment lives in app/rbac.bicep; it is deployed once per resource group it grants in.
 module rbacApp 'app/rbac.bicep' = {
   name: 'rbac-app'
@@ -203,6 +216,7 @@ module rbacApp 'app/rbac.bicep' = {
     auditContainerName: auditContainerName
     keyVaultName: keyVault.outputs.name
     auditSigningKeyName: keyVault.outputs.keyName
+    eventsTopicName: eventsTopic.outputs.name
     systemTopicPrincipalId: systemTopic.outputs.principalId
     operatorsPrincipalId: operatorsPrincipalId
     auditReadersPrincipalId: auditReadersPrincipalId
@@ -225,6 +239,7 @@ module rbacImageFactory 'app/rbac.bicep' = {
     auditContainerName: auditContainerName
     keyVaultName: keyVaultName
     auditSigningKeyName: auditSigningKeyName
+    eventsTopicName: eventsTopicName
     systemTopicPrincipalId: ''
     operatorsPrincipalId: ''
     auditReadersPrincipalId: ''
@@ -270,6 +285,11 @@ module functionApp 'app/function-app.bicep' = {
       // Deliberately absent: AUDIT_SIGNING_KEY_FILE (development only; the app rejects it in Azure) and
       // AUDIT_ALLOW_MUTABLE_CONTAINER (break-glass override of the WORM check; must stay unset in Azure,
       // and every provision removes it again because this resource replaces all app settings).
+      // Validation gate: the policy ships with the code (policies/); the timer evaluates built versions.
+      VALIDATE_SCHEDULE: '0 */5 * * * *'
+      POLICY_ENVIRONMENT: 'production'
+      // Outbound governance events: published with the identity (EventGrid Data Sender on this topic only).
+      EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
     }
   }
   // Grant storage access before the host starts, so its first start does not fail on 403s.
@@ -313,6 +333,8 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
 output AUDIT_SIGNING_KEY_NAME string = keyVault.outputs.keyName
 output AUDIT_KEY_VAULT_KEY_ID string = keyVault.outputs.keyUri
+output EVENTS_TOPIC_NAME string = eventsTopic.outputs.name
+output EVENTS_TOPIC_ENDPOINT string = eventsTopic.outputs.endpoint
 output IMAGE_FACTORY_RESOURCE_GROUP string = imageFactoryResourceGroupName
 output IMAGE_FACTORY_SYSTEM_TOPIC_NAME string = systemTopic.outputs.name
 output BUILD_EVENTS_FUNCTION_ID string = '${functionApp.outputs.id}/functions/${buildEventsFunctionName}'

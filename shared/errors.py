@@ -25,6 +25,38 @@ class InvalidInput(GovernanceError):
     status = 400
 
 
+class Unauthenticated(GovernanceError):
+    """No credential, or one that does not check out (401).
+
+    `reason` (a stable code, `shared.domain.auth_failures.AuthFailure`) and `detail` are for logs and
+    tests; the client only ever sees the generic message, so a prober learns nothing about why.
+    `challenge` is the `WWW-Authenticate` value the HTTP layer should send with the 401.
+    """
+
+    title = "Unauthenticated"
+    status = 401
+
+    def __init__(self, reason: str, detail: str = "", *, challenge: str = "Bearer") -> None:
+        super().__init__("authentication required")
+        self.reason = reason
+        self.detail = detail
+        self.challenge = challenge
+
+    def diagnostics(self) -> str:
+        return "authentication required: send a valid credential"
+
+    def log_fields(self) -> dict[str, str]:
+        """Structured logging fields (`extra=`): never the credential itself."""
+        return {"auth_failure": self.reason, "auth_failure_detail": self.detail}
+
+
+class Forbidden(GovernanceError):
+    """Authenticated, but not allowed to do this (403): a missing role, or separation of duties."""
+
+    title = "Forbidden"
+    status = 403
+
+
 class NotFound(GovernanceError):
     title = "Not found"
     status = 404

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.domain.arm import GalleryImageVersion, ImageTemplate, RunOutput
+from shared.domain.arm import GalleryImageDefinition, GalleryImageVersion, ImageTemplate, RunOutput
 from shared.domain.audit import AuditEvent, AuditRecord
+from shared.domain.evidence import BootTestRequest, BootTestResult
+from shared.domain.outbound import OutboundEvent
 from shared.domain.tattoo import ImageTattoo, TattooKey, TattooStatus
 
 
@@ -32,11 +34,13 @@ class TattooPage:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """An audit event waiting to be appended, stored in the same Table partition as its state change.
+    """An audit event waiting to be appended, written atomically with the state change it audits.
 
-    `lease_owner`/`lease_until` say which process may append it without checking the log first;
-    `retain` keeps the row (as a tombstone) after appending, for records that must be "inserted
-    if absent" forever (rejected inputs), instead of deleting it.
+    Pending on the changed entity itself (one single-entity write), or, for records with no
+    state change of their own, a row of its own (`adapters.outbox_table`). `lease_owner` and
+    `lease_until` say which process may append it without checking the log first; `retain`
+    keeps the row (as a tombstone) after appending, for records that must be "inserted if
+    absent" forever (rejected inputs), instead of deleting it.
     """
 
     event: AuditEvent
@@ -53,9 +57,13 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class StoredOutboxEntry:
+    """An outbox entry as read: `holder` is the RowKey of the entity it is pending on (None: a row
+    of its own); `etag` is that entity's or row's."""
+
     partition: str
     entry: OutboxEntry
     etag: str
+    holder: str | None = None
 
 
 class ImageBuilder(Protocol):
@@ -81,6 +89,20 @@ class Gallery(Protocol):
         """Every version of one image definition (all pages)."""
         ...
 
+    def get_image_definition(self, image_id: str) -> GalleryImageDefinition:
+        """The image definition (OS type, Hyper-V generation, security features)."""
+        ...
+
+
+class BootTester(Protocol):
+    """Boots a throw-away VM from an image version and runs a check inside it (Run Command).
+
+    Always deletes the VM (and its disk and NIC), also on failure and timeout; the result says
+    whether deletion was confirmed. Infrastructure faults that leave no verdict raise UpstreamError.
+    """
+
+    def run(self, request: BootTestRequest) -> BootTestResult: ...
+
 
 class TattooRepository(Protocol):
     """Image tattoos in Table storage, with optimistic concurrency (ETags)."""
@@ -90,11 +112,14 @@ class TattooRepository(Protocol):
         ...
 
     def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
-        """Insert, with `outbox` rows in the same transaction; raises Conflict when another writer created it first."""
+        """Insert, with the `outbox` entries atomically; raises Conflict when another writer created it first."""
         ...
 
     def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
-        """Replace if unchanged since `etag`, with `outbox` rows in the same transaction; raises Conflict otherwise."""
+        """Replace if unchanged since `etag`, with the `outbox` entries atomically; raises Conflict otherwise.
+
+        Audit entries still pending on the tattoo (staged by earlier writes, not yet retired) are kept.
+        """
         ...
 
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None: ...
@@ -139,24 +164,27 @@ class AuditLog(Protocol):
 
 
 class OutboxStore(Protocol):
-    """Outbox rows in the tattoo table (written with state changes by `TattooRepository`)."""
+    """Audit outbox entries in the tattoo table: pending on the entities whose state changes they
+    audit (written there by `TattooRepository`), or rows of their own (`insert`)."""
 
     def insert(self, partition: str, entry: OutboxEntry) -> bool:
         """Insert a row on its own; False when one with the same record id exists."""
         ...
 
-    def get(self, partition: str, record_id: str) -> StoredOutboxEntry | None: ...
-
     def expired(self, now: datetime) -> Iterator[StoredOutboxEntry]:
-        """Rows whose lease ended before `now`, across all partitions."""
+        """Entries whose lease ended before `now`, across all partitions."""
         ...
 
-    def claim(self, stored: StoredOutboxEntry, owner: str, until: datetime) -> StoredOutboxEntry | None:
-        """Take the lease if the row is unchanged since it was read; None when another drainer won."""
+    def claim(self, stored: Sequence[StoredOutboxEntry], owner: str, until: datetime) -> list[StoredOutboxEntry]:
+        """Take the leases of the entries still leased as read; leaves out those another drainer took (or retired)."""
         ...
 
-    def finish(self, partitions_and_entries: Sequence[tuple[str, OutboxEntry]]) -> None:
-        """The records are durable: delete the rows, or keep them as tombstones when `retain`."""
+    def finish(self, stored: Sequence[StoredOutboxEntry]) -> None:
+        """The records are durable: remove the entries (rows: delete, or keep as tombstones when `retain`)."""
+        ...
+
+    def retire(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
+        """`finish` for entries this process staged in `partition`, wherever the write put them."""
         ...
 
 
@@ -164,13 +192,82 @@ class AuditOutbox(Protocol):
     """What a service needs to audit its state changes exactly once (transactional outbox)."""
 
     def stage(self, event: AuditEvent) -> OutboxEntry:
-        """An outbox row for `event`, leased to this process, to write in the state change's transaction."""
+        """An outbox entry for `event`, leased to this process, to write with the state change."""
         ...
 
     def drain(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
-        """After the transaction committed: append the staged records and retire their rows."""
+        """After the state change committed: append the staged records, then retire the entries."""
         ...
 
     def record_once(self, partition: str, event: AuditEvent) -> None:
         """Exactly once without a state change: insert the row unless it exists, then drain it."""
         ...
+
+
+# --- Change requests (approval workflow) -------------------------------------------------------
+
+from shared.domain.change import ChangeRequest, ChangeState  # noqa: E402 - appended section; hoist when merging
+
+
+@dataclass(frozen=True)
+class ChangeFilter:
+    state: ChangeState | None = None
+    gallery: str | None = None
+    image: str | None = None
+    ticket: str | None = None  # exact ticket id, e.g. CHG0001234
+    initiator: str | None = None  # the builder's subject (`Party.person`), case-insensitive
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    items: list[ChangeRequest]
+    continuation: str | None
+
+
+class ChangeRepository(Protocol):
+    """Change requests, with optimistic concurrency (ETags).
+
+    Writes return the new ETag. A write may carry audit outbox rows, committed in the same
+    transaction (the change's partition, `adapters.change_table.change_partition`).
+    """
+
+    def get(self, change_id: str) -> tuple[ChangeRequest, str] | None:
+        """The change and its ETag, or None."""
+        ...
+
+    def create(self, change: ChangeRequest, outbox: Sequence[OutboxEntry] = ()) -> str:
+        """Insert; raises Conflict when a change with this id exists."""
+        ...
+
+    def replace(self, change: ChangeRequest, etag: str, outbox: Sequence[OutboxEntry] = ()) -> str:
+        """Replace if unchanged since `etag`; raises Conflict otherwise (re-read, decide again, retry)."""
+        ...
+
+    def find_open_by_template(self, template_id: str) -> tuple[ChangeRequest, str] | None:
+        """The template's change in validating/remediating, to link a remediation re-run to."""
+        ...
+
+    def find_by_version(self, version_id: str) -> tuple[ChangeRequest, str] | None:
+        """The newest change whose current candidate is this version."""
+        ...
+
+    def query(self, filters: ChangeFilter, page_size: int, continuation: str | None) -> ChangePage: ...
+
+    def ping(self) -> None:
+        """Raise UpstreamError when the table service is unreachable."""
+        ...
+
+
+
+# --- Outbound governance events -----------------------------------------------------------------
+
+
+class EventPublisher(Protocol):
+    """Governance events for other systems, as CloudEvents 1.0 (docs/outbound-events.md).
+
+    An Event Grid custom topic in Azure, a write-once blob container offline. At least once:
+    a publish that raised may have delivered some of the events, so publish them all again (same
+    ids; subscribers dedupe by id). Raises UpstreamError when delivery failed.
+    """
+
+    def publish(self, events: Sequence[OutboundEvent]) -> None: ...

@@ -24,6 +24,7 @@ param deadLetterContainerName string
 param auditContainerName string
 param keyVaultName string
 param auditSigningKeyName string
+param eventsTopicName string
 
 @description('Principal id of the image factory system topic\'s identity (dead-lettering).')
 param systemTopicPrincipalId string
@@ -46,6 +47,7 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
   keyVaultReader: '21090545-7ca7-4776-b22c-e363652d74d2'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 // ============================================================================================
@@ -98,6 +100,10 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource eventsTopic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
+  name: eventsTopicName
 }
 
 // --- target: app -----------------------------------------------------------------------------
@@ -182,6 +188,20 @@ resource appAuditSigning 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   scope: keyVault::auditSigningKey
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App -> the outbound events topic only: EventGrid Data Sender, the data-plane role whose one action is
+// Microsoft.EventGrid/events/send/action (publish). The topic has local auth disabled, so this
+// grant is the only way to publish to it. Not EventGrid Contributor: the app never manages topics or
+// subscriptions (subscribers create their own). Scoped to the topic, not the group.
+resource appEventsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp) {
+  name: guid(eventsTopic.id, appPrincipalId, roles.eventGridDataSender)
+  scope: eventsTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

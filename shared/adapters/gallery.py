@@ -1,4 +1,4 @@
-"""Azure Compute Gallery image versions through azure-mgmt-compute: the `ports.Gallery` adapter.
+"""Azure Compute Gallery image versions and definitions through azure-mgmt-compute: the `ports.Gallery` adapter.
 
 Owns the translation between the SDK and the domain: resource ids become SDK call arguments,
 SDK models go back to the REST JSON (`as_dict()`, read-only fields included) that
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.arm import SubscriptionClients, mapped_errors, parse_typed
-from shared.domain.arm import GalleryImageVersion
+from shared.domain.arm import GalleryImageDefinition, GalleryImageVersion
 from shared.domain.resource_ids import GALLERY_IMAGE, GALLERY_IMAGE_VERSION
 
 if TYPE_CHECKING:
@@ -56,6 +56,14 @@ class AzureGallery:
             )
             documents = [model.as_dict() for model in pages]
         return [GalleryImageVersion.from_arm(document) for document in documents]
+
+    def get_image_definition(self, image_id: str) -> GalleryImageDefinition:
+        image = parse_typed(image_id, GALLERY_IMAGE)
+        gallery, name = image.names
+        with mapped_errors("gallery image definition", image_id):
+            model = self._client(image.subscription).gallery_images.get(image.resource_group, gallery, name)
+        parsed: GalleryImageDefinition = GalleryImageDefinition.from_arm(model.as_dict())
+        return parsed
 
     def close(self) -> None:
         """Close every client's connection pool (the app itself keeps them for the worker's life)."""

@@ -4,10 +4,12 @@ One entity per tattoo: a few top-level properties for filtering (Status, Gallery
 Version, RunId) and the whole tattoo as JSON in `Document`, so new fields need no schema
 change. Writes are conditional: insert fails if the row exists, replace needs the ETag.
 
-A write may carry audit outbox rows (`adapters.outbox_table`): they go in the same
-entity-group transaction, so a state change and its audit record can never diverge. Tattoo
-entities carry `Kind = "tattoo"` and every query filters on it, so outbox rows (and audit
-head hints, should they share the table) never show as tattoos.
+A write may carry audit outbox entries (`adapters.outbox_table`): they become properties of
+the tattoo entity itself, pending until the outbox retires them, so a state change and its
+audit events commit in one single-entity write (never a batch) and can never diverge. Every
+update is therefore a merge under the ETag: it keeps the events earlier writes left pending.
+Tattoo entities carry `Kind = "tattoo"` and every query filters on it, so outbox rows (and
+audit head hints, should they share the table) never show as tattoos.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 
-from shared.adapters.outbox_table import MAX_TRANSACTION, outbox_entity
+from shared.adapters.outbox_table import pending_properties
 from shared.adapters.storage import ensure_table
 from shared.domain.tattoo import ImageTattoo, TattooKey, partition_of
 from shared.errors import Conflict, InvalidInput, UpstreamError
 from shared.ports import OutboxEntry, TattooFilter, TattooPage
 
 TATTOO_KIND = "tattoo"
+# What Table storage answers when an entity outgrows 1 MiB or 255 properties: for a tattoo, only
+# when hundreds of its audit events are pending (the log down for long). Refused, not lost.
+TOO_LARGE = ("EntityTooLarge", "TooManyProperties", "RequestBodyTooLarge")
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -60,11 +66,8 @@ class TableTattooRepository:
         return _tattoo_of(entity), str(entity.metadata["etag"])
 
     def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
-        if outbox:
-            self._transact(tattoo, ("create", _entity_of(tattoo)), outbox)
-            return
         try:
-            self.table.create_entity(_entity_of(tattoo))
+            self.table.create_entity({**_entity_of(tattoo), **pending_properties(outbox)})
         except ResourceExistsError as exc:
             raise Conflict(f"tattoo {tattoo.key.row} was created concurrently") from exc
         except AzureError as exc:
@@ -73,36 +76,17 @@ class TableTattooRepository:
     def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
         from azure.data.tables import UpdateMode
 
-        if outbox:
-            conditions = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-            self._transact(tattoo, ("update", _entity_of(tattoo), conditions), outbox)
-            return
+        # A merge, not a replace: audit events earlier writes left pending on the entity stay.
+        # The tattoo's own columns are the same set on every write, so none is left stale.
         try:
             self.table.update_entity(
-                _entity_of(tattoo), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+                {**_entity_of(tattoo), **pending_properties(outbox)},
+                mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified,
+            )  # fmt: skip
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise Conflict(f"tattoo {tattoo.key.row} changed concurrently") from exc
         except AzureError as exc:
             raise UpstreamError(f"updating tattoo: {_describe(exc)}") from exc
-
-    def _transact(self, tattoo: ImageTattoo, operation: tuple[Any, ...], outbox: Sequence[OutboxEntry]) -> None:
-        """The tattoo write and its outbox rows as one entity-group transaction: all or nothing."""
-        from azure.data.tables import TableTransactionError
-
-        if len(outbox) >= MAX_TRANSACTION:
-            raise ValueError(f"at most {MAX_TRANSACTION - 1} audit events fit in one tattoo transaction")
-        partition = tattoo.key.partition
-        operations = [operation, *(("create", outbox_entity(partition, entry)) for entry in outbox)]
-        try:
-            self.table.submit_transaction(operations)
-        except TableTransactionError as exc:
-            # 409 exists / 412 ETag / 404 gone: another writer won; the caller re-reads and merges.
-            if exc.status_code in (404, 409, 412):
-                raise Conflict(f"tattoo {tattoo.key.row} changed concurrently") from exc
-            raise UpstreamError(f"writing tattoo with its audit outbox: {_describe(exc)}") from exc
-        except AzureError as exc:
-            raise UpstreamError(f"writing tattoo with its audit outbox: {_describe(exc)}") from exc
 
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
         entities = self._query(
@@ -195,4 +179,11 @@ def _decode_token(token: str | None) -> dict[str, str] | None:
 def _describe(exc: AzureError) -> str:
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)
+    if code is None and isinstance(exc, HttpResponseError):
+        # Errors re-raised undecoded by the SDK carry the code only in the response.
+        headers = getattr(exc.response, "headers", None) or {}
+        code = headers.get("x-ms-error-code") or next((known for known in TOO_LARGE if known in str(exc.message)), None)
+    if code in TOO_LARGE:
+        # The outbox timer retires the pending events once recorded; the delivery's retry then fits.
+        return f"{code}: too many audit events are pending on this tattoo until the outbox timer records them"
     return f"{type(exc).__name__} status={status} code={code}"

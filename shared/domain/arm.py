@@ -157,3 +157,43 @@ class GalleryImageVersion(ArmModel):
     location: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     properties: GalleryImageVersionProperties = Field(default_factory=GalleryImageVersionProperties)
+
+
+# --- Compute Gallery image definitions --------------------------------------------------------
+
+
+class GalleryImageFeature(ArmModel):
+    name: str
+    value: str
+
+
+class GalleryImageIdentifier(ArmModel):
+    publisher: str | None = None
+    offer: str | None = None
+    sku: str | None = None
+
+
+class GalleryImageDefinitionProperties(ArmModel):
+    os_type: str | None = None
+    os_state: str | None = None
+    hyper_v_generation: str | None = None
+    architecture: str | None = None
+    features: list[GalleryImageFeature] = Field(default_factory=list)
+    identifier: GalleryImageIdentifier | None = None
+    end_of_life_date: datetime | None = None
+    provisioning_state: str | None = None
+
+    def feature(self, name: str) -> str | None:
+        """A feature's value by name, case-insensitively (`SecurityType` -> `TrustedLaunchSupported`)."""
+        for feature in self.features:
+            if feature.name.lower() == name.lower():
+                return feature.value
+        return None
+
+
+class GalleryImageDefinition(ArmModel):
+    id: str
+    name: str
+    location: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: GalleryImageDefinitionProperties = Field(default_factory=GalleryImageDefinitionProperties)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Literal
 
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditActor, AuditEvent
-from shared.domain.tattoo import ImageTattoo, Principal, TattooStatus
+from shared.domain.evidence import ScanSummary
+from shared.domain.identity import Identity
+from shared.domain.tattoo import ImageTattoo, Principal, TattooStatus, ValidationSummary
 
 # Fixed namespace for UUID5 record ids: changing it would change every derived id.
 RECORD_ID_NAMESPACE = uuid.UUID("6f1d3c0e-2b7a-5c4e-9a51-7d0e3f2b8c41")
@@ -20,7 +23,11 @@ _ACTIONS = {
     TattooStatus.BUILDING: (AuditAction.BUILD_OBSERVED, "success"),
     TattooStatus.BUILT: (AuditAction.BUILD_COMPLETED, "success"),
     TattooStatus.BUILD_FAILED: (AuditAction.BUILD_FAILED, "failure"),
+    TattooStatus.VALIDATING: (AuditAction.VALIDATION_STARTED, "success"),
+    TattooStatus.VALIDATION_FAILED: (AuditAction.VALIDATION_FAILED, "failure"),
+    TattooStatus.AWAITING_APPROVAL: (AuditAction.VALIDATION_PASSED, "success"),
 }
+# Approval statuses mirror a change request; its decision records them (with actor and ticket).
 
 
 def derived_record_id(name: str) -> str:
@@ -32,8 +39,11 @@ def tattoo_status_event(before: ImageTattoo | None, after: ImageTattoo, now: dat
     """The event recording `after`'s status, or None when the write did not change the status."""
     if before is not None and before.status == after.status:
         return None
+    if after.status not in _ACTIONS:
+        return None
     action, outcome = _ACTIONS[after.status]
     key = after.key
+    validation = after.validation if after.status in _VALIDATION_STATUSES else None
     return AuditEvent(
         record_id=derived_record_id(f"tattoo:{key.partition}/{key.row}:{after.status.value}"),
         timestamp=now,
@@ -47,6 +57,8 @@ def tattoo_status_event(before: ImageTattoo | None, after: ImageTattoo, now: dat
         delta_changes=tuple(change.model_dump() for change in after.delta_changes),
         target_regions=tuple(replica.region for replica in after.target_regions),
         reason=after.reason,
+        change_id=after.change_id if validation else None,
+        policy_hash=validation.policy_hash if validation else None,
         details={
             "gallery": after.gallery,
             "image": after.image,
@@ -54,8 +66,25 @@ def tattoo_status_event(before: ImageTattoo | None, after: ImageTattoo, now: dat
             "run_id": after.run_id,
             "template": after.template_id,
             "previous_status": before.status.value if before else None,
-        },
+        }
+        | (_validation_details(validation) if validation else {}),
     )
+
+
+_VALIDATION_STATUSES = frozenset(
+    {TattooStatus.VALIDATING, TattooStatus.VALIDATION_FAILED, TattooStatus.AWAITING_APPROVAL}
+)
+
+
+def _validation_details(validation: ValidationSummary) -> dict[str, object]:
+    return {
+        "policy": {"name": validation.policy_name, "version": validation.policy_version},
+        "attempt": validation.attempt,
+        "failed_rules": [finding.model_dump() for finding in validation.failures],
+        "warnings": [finding.model_dump() for finding in validation.warnings],
+        "waiting_for": list(validation.waiting_for),
+        "report_sha256": validation.report_sha256,
+    }
 
 
 def input_rejected_event(
@@ -97,4 +126,40 @@ def digest_sealed_event(digest_path: str, details: dict[str, object], now: datet
         correlation_id=f"digest:{digest_path}",
         subject=None,
         details=details,
+    )
+
+
+def actor_of(identity: Identity) -> AuditActor:
+    """The audit trail's view of an authenticated caller (ids and roles, never tokens)."""
+    kind: Literal["user", "service_principal", "system"] = "user"
+    if identity.auth_method == "callback":
+        kind = "service_principal"
+    elif identity.auth_method == "system":
+        kind = "system"
+    name = identity.name if identity.on_behalf_of is None else f"{identity.name} for {identity.on_behalf_of}"
+    return AuditActor(kind=kind, id=identity.subject, display_name=name, roles=tuple(sorted(identity.roles)))
+
+
+def scan_submitted_event(tattoo: ImageTattoo, scan: ScanSummary, actor: AuditActor, correlation_id: str,
+                         now: datetime) -> AuditEvent:  # fmt: skip
+    """One record per distinct scan summary of a version (a re-post of the same summary adds none)."""
+    key = tattoo.key
+    identity = f"{scan.scanner}|{scan.scanner_version}|{scan.completed.isoformat()}|{scan.report_sha256}"
+    return AuditEvent(
+        record_id=derived_record_id(f"scan:{key.partition}/{key.row}:{identity}"),
+        timestamp=now,
+        action=AuditAction.SCAN_SUBMITTED,
+        actor=actor,
+        outcome="success",
+        correlation_id=correlation_id,
+        subject=tattoo.version_id,
+        change_id=tattoo.change_id,
+        details={
+            "scanner": scan.scanner,
+            "scanner_version": scan.scanner_version,
+            "findings": {severity.value: count for severity, count in sorted(scan.findings.items())},
+            "completed": scan.completed.isoformat(),
+            "report_url": scan.report_url,
+            "report_sha256": scan.report_sha256,
+        },
     )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.arm import GalleryImageVersion, ImageTemplate, TemplateSource
+from shared.domain.evidence import BootTestResult, ScanSummary
 from shared.domain.resource_events import Initiator
 from shared.domain.resource_ids import ResourceId, normalize
 
@@ -22,10 +23,33 @@ class TattooStatus(StrEnum):
     BUILDING = "building"  # the version exists; its run has not been seen to finish
     BUILT = "built"
     BUILD_FAILED = "build_failed"
+    VALIDATING = "validating"  # evaluated; waiting for evidence (scans, boot test)
+    VALIDATION_FAILED = "validation_failed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 # Higher rank wins; equal final ranks never replace each other (first final verdict stands).
-STATUS_RANK = {TattooStatus.BUILDING: 0, TattooStatus.BUILT: 1, TattooStatus.BUILD_FAILED: 1}
+# Build observations (ranks 0-1) can never move a validated or decided tattoo backwards.
+STATUS_RANK = {
+    TattooStatus.BUILDING: 0,
+    TattooStatus.BUILT: 1,
+    TattooStatus.BUILD_FAILED: 1,
+    TattooStatus.VALIDATING: 2,
+    TattooStatus.VALIDATION_FAILED: 3,
+    TattooStatus.AWAITING_APPROVAL: 3,
+    TattooStatus.APPROVED: 4,
+    TattooStatus.RELEASED: 5,
+    TattooStatus.REJECTED: 5,
+    TattooStatus.CANCELLED: 5,
+    TattooStatus.EXPIRED: 5,
+}
+# Statuses the validation gate acts on.
+VALIDATABLE = frozenset({TattooStatus.BUILT, TattooStatus.VALIDATING})
 
 
 class Frozen(BaseModel):
@@ -85,6 +109,31 @@ class Principal(Frozen):
         return None if initiator is None else cls(kind=initiator.kind, id=initiator.id, name=initiator.name)
 
 
+class RuleFinding(Frozen):
+    """One rule that did not pass, as the tattoo keeps it (the full report is a blob)."""
+
+    rule: str
+    severity: str
+    reason: str
+
+
+class ValidationSummary(Frozen):
+    """The latest validation of this version: the verdict and why, under which policy."""
+
+    verdict: str  # passed | failed | waiting
+    attempt: int
+    policy_name: str
+    policy_version: str
+    policy_hash: str
+    evaluated_at: datetime
+    failures: tuple[RuleFinding, ...] = ()
+    warnings: tuple[RuleFinding, ...] = ()
+    waiting_for: tuple[str, ...] = ()
+    retryable: bool = False
+    report_blob: str | None = None
+    report_sha256: str | None = None
+
+
 class TattooKey(Frozen):
     partition: str
     row: str
@@ -131,6 +180,10 @@ class ImageTattoo(Frozen):
     published_date: datetime | None = None
     end_of_life_date: datetime | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    change_id: str | None = None
+    validation: ValidationSummary | None = None
+    scans: tuple[ScanSummary, ...] = ()
+    boot_test: BootTestResult | None = None
     arm_correlation_id: str | None = None
     correlation_id: str | None = None
     first_recorded: datetime | None = None

@@ -222,6 +222,7 @@ def _start_host(
         "RECONCILE_SCHEDULE": "0 */15 * * * *",
         "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
         "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
+        "VALIDATE_SCHEDULE": "0 */5 * * * *",
         "AUDIT_SIGNING_KEY_FILE": str(log.parent / "audit-signing-key.pem"),
         "OFFLINE_STORE_CONTAINER": "offline-arm",
         "OFFLINE_EVENT_WEBHOOK_URL": webhook,

@@ -1,17 +1,24 @@
 """The transactional audit outbox: a state change and its audit record never diverge.
 
-1. The service writes its state change and an outbox row (the AuditEvent) in ONE Table
-   transaction, in the same partition. The row is born leased to this process
-   (`LeaseOwner`, `LeaseUntil = now + 60 s`), so nobody else touches it for a minute.
+1. The service writes its state change and its audit event (an outbox entry) in ONE atomic
+   write: the repository keeps the event pending on the changed entity itself, so it is a
+   single-entity insert or ETag-conditional merge (`adapters.outbox_table`; an event too large
+   for a property becomes a row of its own in an entity-group transaction). The entry is born
+   leased to this process (`lease_owner`, `lease_until = now + 60 s`), so nobody else touches
+   it for a minute. Records with no state change of their own (`record_once`) are rows.
 2. Right after the commit the same process appends the event (`drain`, in-band, no lookup
-   needed: nobody else may have appended it) and deletes the row. The app sets
-   `background=True`: the append runs on a relay thread, off the request path (the row already
-   makes the record durable, and records of concurrent requests share appends: group commit);
-   and `retire_in_band=False`: the timer retires rows in bulk, after one scan per shard shows
-   their records are in the log, instead of one Table request per state change.
-3. If the process dies anywhere in between, the row outlives its lease. The timer
-   (`drain_expired`) claims it with an ETag-guarded update (one claimant wins), looks for the
-   record id in the log since the row was created, appends only if absent, and retires the row.
+   needed: nobody else may have appended it) and retires the entry (removes it from the
+   entity under the entity's ETag, re-reading after a lost race, so a concurrent state change
+   and the events it added survive). The app sets `background=True`: the append runs on a
+   relay thread, off the request path (the pending entry already makes the record durable,
+   and records of concurrent requests share appends: group commit); and
+   `retire_in_band=False`: the timer retires entries in bulk, after one scan per shard shows
+   their records are in the log, instead of one Table request per state change. Until then,
+   later writes of the entity carry its pending entries along.
+3. If the process dies anywhere in between, the entry outlives its lease. The timer
+   (`drain_expired`) finds entities with pending entries whose lease ran out (and outbox rows)
+   server-side, retires those whose records the log holds, claims the rest with an
+   ETag-guarded update (one claimant wins), appends them and retires them.
 
 Record ids are derived from the state change, so a redelivered event cannot stage a second
 record either. Exactly once therefore holds for every interleaving of crashes, with one
@@ -43,10 +50,10 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 MARGIN = timedelta(seconds=10)
-# A row's record is looked for from an hour before it was staged: records lie in segments of
+# An entry's record is looked for from an hour before it was staged: records lie in segments of
 # their own hour or later (docs/audit-format.md; `adapters.audit_log`'s placement rule).
 LOOKBACK = timedelta(hours=1)
-RECOVERY_CHUNK = 100  # rows claimed, checked and appended per round, well within one lease
+RECOVERY_CHUNK = 100  # entries claimed, checked and appended per round, well within one lease
 # Relay threads block until their records are durable; several let concurrent requests'
 # records meet in one append.
 RELAY_THREADS = 16
@@ -95,7 +102,7 @@ class OutboxDrainer:
         return OutboxEntry(event, self._trail.shard_of(event), now, self.owner, now + self._lease, retain)
 
     def drain(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
-        """After the transaction: append (on the relay when `background`), then retire the rows."""
+        """After the commit: append (on the relay when `background`), then retire the entries."""
         if not self._background:
             self._drain_now(partition, entries)
             return
@@ -121,20 +128,20 @@ class OutboxDrainer:
         try:
             self._drain_now(partition, entries)
         except GovernanceError as exc:
-            # The rows survive their lease; the outbox timer appends what is missing.
+            # The entries survive their lease; the outbox timer appends what is missing.
             log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
 
     def _drain_now(self, partition: str, entries: Sequence[OutboxEntry]) -> None:
         deadline = self._clock() + self._margin
         ready = [entry for entry in entries if entry.lease_owner == self.owner and deadline < entry.lease_until]
         if len(ready) < len(entries):
-            log.warning("audit outbox rows left to the timer", extra={"partition": partition,
-                        "rows": len(entries) - len(ready)})  # fmt: skip
+            log.warning("audit outbox entries left to the timer", extra={"partition": partition,
+                        "entries": len(entries) - len(ready)})  # fmt: skip
         if not ready:
             return
         self._trail.record_many([entry.event for entry in ready], [entry.shard for entry in ready])
         if self._retire_in_band:
-            self._outbox.finish([(partition, entry) for entry in ready])
+            self._outbox.retire(partition, ready)
 
     def record_once(self, partition: str, event: AuditEvent) -> None:
         """For records with no state change of their own: the row itself is the "once" marker (kept)."""
@@ -147,7 +154,7 @@ class OutboxDrainer:
             log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
 
     def drain_expired(self) -> DrainReport:
-        """Timer: recover every row whose lease expired (its writer died or stalled)."""
+        """Timer: recover every entry whose lease expired (its writer died or stalled)."""
         totals = DrainReport()
         chunk: list[StoredOutboxEntry] = []
         for stored in self._outbox.expired(self._clock()):
@@ -162,39 +169,37 @@ class OutboxDrainer:
         return totals
 
     def _recover(self, expired: list[StoredOutboxEntry]) -> DrainReport:
-        # Rows whose record is already in the log (the usual case when in-band drains leave
+        # Entries whose record is already in the log (the usual case when in-band drains leave
         # retirement to the timer) are retired without a claim: nothing will be appended for them.
         present = self._in_log(expired)
         now = self._clock()
         unrecorded = [s for s in expired if s not in present]
-        claimed = [c for c in (self._outbox.claim(s, self.owner, now + self._lease) for s in unrecorded) if c]
-        missing = claimed
+        claimed = self._outbox.claim(unrecorded, self.owner, now + self._lease) if unrecorded else []
         # The lookups may have been slow: append only under a lease that is still safely ours.
         deadline = self._clock() + self._margin
-        appendable = [r for r in missing if deadline < r.entry.lease_until]
+        appendable = [r for r in claimed if deadline < r.entry.lease_until]
         if appendable:
-            # Into the shard the row names: where a later recovery will look for it.
+            # Into the shard the entry names: where a later recovery will look for it.
             self._trail.record_many([r.entry.event for r in appendable], [r.entry.shard for r in appendable])
-        self._outbox.finish([(r.partition, r.entry) for r in present + appendable])
+        self._outbox.finish(present + appendable)
         return DrainReport(
             expired=len(expired),
             lost_claims=len(unrecorded) - len(claimed),
             already_recorded=len(present),
             appended=len(appendable),
-            left_for_later=len(missing) - len(appendable),
+            left_for_later=len(claimed) - len(appendable),
         )
 
-
-    def _in_log(self, rows: list[StoredOutboxEntry]) -> list[StoredOutboxEntry]:
-        """The rows whose record the log already holds: one scan per shard for all of them."""
+    def _in_log(self, entries: list[StoredOutboxEntry]) -> list[StoredOutboxEntry]:
+        """The entries whose record the log already holds: one scan per shard for all of them."""
         by_shard: dict[int, list[StoredOutboxEntry]] = defaultdict(list)
-        for stored in rows:
+        for stored in entries:
             by_shard[stored.entry.shard].append(stored)
         present: list[StoredOutboxEntry] = []
-        for shard, shard_rows in by_shard.items():
-            since = min(min(r.entry.created, r.entry.event.timestamp) for r in shard_rows) - LOOKBACK
-            found = self._log.find_records(shard, [r.entry.record_id for r in shard_rows], since)
-            present += [r for r in shard_rows if r.entry.record_id in found]
+        for shard, in_shard in by_shard.items():
+            since = min(min(e.entry.created, e.entry.event.timestamp) for e in in_shard) - LOOKBACK
+            found = self._log.find_records(shard, [e.entry.record_id for e in in_shard], since)
+            present += [e for e in in_shard if e.entry.record_id in found]
         return present
 
 

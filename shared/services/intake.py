@@ -7,8 +7,8 @@ record. Malformed events are kept in the rejected-events store and acknowledged:
 cannot fix them.
 
 Every status change, and every rejected input, is audited exactly once through the
-transactional outbox (`services.audit_outbox`): the audit event is written in the same Table
-transaction as the tattoo, then appended in-band; the outbox timer recovers what a crash left.
+transactional outbox (`services.audit_outbox`): the audit event is written on the tattoo entity
+in the same single-entity write, then appended in-band; the outbox timer recovers what a crash left.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class BuildIntake:
         try:
             self._audit.drain(partition, outbox)
         except GovernanceError as exc:
-            # The tattoo is written and its outbox row survives: the outbox timer appends it.
+            # The tattoo is written and its audit event stays pending on it: the outbox timer appends it.
             log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
 
     def _reject(self, event: Mapping[str, Any], reason: str, correlation_id: str) -> IntakeResult:

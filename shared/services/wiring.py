@@ -12,23 +12,38 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from shared.domain.audit_events import digest_sealed_event
+from shared.domain.policy import Policy
 from shared.errors import ConfigurationError
-from shared.ports import Gallery, ImageBuilder, RejectedEventStore, TattooRepository
+from shared.ports import (
+    BootTester,
+    ChangeRepository,
+    EventPublisher,
+    Gallery,
+    ImageBuilder,
+    RejectedEventStore,
+    TattooRepository,
+)
 from shared.services.audit_query import AuditQueries
 from shared.services.builds import BuildScheduler
 from shared.services.images import ImageQueries
 from shared.services.intake import BuildIntake
-from shared.settings import Settings, load_settings
+from shared.services.policy_source import policy_from
+from shared.settings import Settings, load_settings, policy_file_of
 
 if TYPE_CHECKING:
     from shared.adapters.audit_archive import BlobContainerArchive
     from shared.adapters.audit_immutability import Immutability
     from shared.adapters.signing import DigestSigner
     from shared.adapters.tattoo_table import TableTattooRepository
+    from shared.adapters.validation_reports import BlobValidationReports
     from shared.ports import AuditLog
+    from shared.services.access import AccessControl
     from shared.services.audit import AuditTrail
     from shared.services.audit_outbox import OutboxDrainer
     from shared.services.audit_seal import AuditSealer, DigestResult
+    from shared.services.policy_dry_run import PolicyDryRun
+    from shared.services.scans import ScanIntake
+    from shared.services.validation import ValidationGate
 
 
 def utc_now() -> datetime:
@@ -103,13 +118,10 @@ class Services:
     @cached_property
     def _digest_signer(self) -> DigestSigner:
         from shared.adapters.signing import KeyVaultSigner, LocalKeySigner
-        from shared.adapters.storage import azure_credential
 
         settings = self.settings
         if settings.audit_key_vault_key_id:
-            storage = settings.storage
-            credential = azure_credential(storage.client_id, managed_identity=storage.credential == "managedidentity")
-            return KeyVaultSigner(settings.audit_key_vault_key_id, credential)
+            return KeyVaultSigner(settings.audit_key_vault_key_id, self._arm_credential)
         if settings.audit_signing_key_file:
             return LocalKeySigner.from_file(settings.audit_signing_key_file)
         raise ConfigurationError("AUDIT_KEY_VAULT_KEY_ID (Azure) or AUDIT_SIGNING_KEY_FILE (development) is required")
@@ -152,11 +164,8 @@ class Services:
             )
         from shared.adapters.gallery import AzureGallery
         from shared.adapters.imagebuilder import AzureImageBuilder
-        from shared.adapters.storage import azure_credential
 
-        storage = self.settings.storage
-        credential = azure_credential(storage.client_id, managed_identity=storage.credential == "managedidentity")
-        return AzureImageBuilder(credential), AzureGallery(credential)
+        return AzureImageBuilder(self._arm_credential), AzureGallery(self._arm_credential)
 
     @property
     def image_builder(self) -> ImageBuilder:
@@ -177,6 +186,97 @@ class Services:
             staging_gallery_id=self.settings.staging_gallery_id,
             audit=self.audit_outbox,
         )
+
+    # --- validation gate ---------------------------------------------------------------------
+
+    @cached_property
+    def policy(self) -> Policy:
+        return policy_from(policy_file_of(self.settings))
+
+    @cached_property
+    def changes(self) -> ChangeRepository:
+        from shared.adapters.change_table import TableChangeRepository
+
+        # The tattoo table: the audit outbox drainer then covers the changes' outbox rows too.
+        return TableChangeRepository(self._table_service, self.settings.tattoo_table)
+
+    @cached_property
+    def boot_tester(self) -> BootTester:
+        if self.settings.mode == "offline":
+            from shared.local.offline.adapters import offline_boot_tester
+
+            return offline_boot_tester(self._blob_service, self.settings.offline_store_container)
+        from shared.adapters.boot_test import AzureBootTester
+
+        return AzureBootTester(self._arm_credential)
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        from shared.adapters.event_publisher import event_publisher_for
+
+        return event_publisher_for(self.settings, self._blob_service, lambda: self._arm_credential)
+
+    @cached_property
+    def _arm_credential(self):  # type: ignore[no-untyped-def]  # SDK type stays inside adapters
+        from shared.adapters.storage import azure_credential
+
+        storage = self.settings.storage
+        return azure_credential(storage.client_id, managed_identity=storage.credential == "managedidentity")
+
+    @cached_property
+    def validation_reports(self) -> BlobValidationReports:
+        from shared.adapters.validation_reports import BlobValidationReports
+
+        return BlobValidationReports(self._blob_service, self.settings.validation_reports_container)
+
+    @cached_property
+    def validation(self) -> ValidationGate:
+        from shared.services.validation import BootTestPlacement, ValidationGate
+
+        settings = self.settings
+        return ValidationGate(
+            policy=self.policy,
+            tattoos=self.tattoos,
+            changes=self.changes,
+            gallery=self.gallery,
+            builder=self.image_builder,
+            boot_tester=self.boot_tester,
+            keep_report=self.validation_reports.keep,
+            audit=self.audit_outbox,
+            events=self.events,
+            clock=utc_now,
+            default_environment=settings.policy_environment,
+            boot_placement=BootTestPlacement(
+                settings.boot_test_resource_group_id,
+                settings.boot_test_subnet_id,
+                derive_missing=settings.mode == "offline",
+            ),
+        )
+
+    @cached_property
+    def scans(self) -> ScanIntake:
+        from shared.services.scans import ScanIntake
+
+        return ScanIntake(self.tattoos, self.audit_outbox, self.validation, utc_now)
+
+    @cached_property
+    def policy_dry_run(self) -> PolicyDryRun:
+        from shared.services.policy_dry_run import PolicyDryRun
+
+        policy, default = self.policy, self.settings.policy_environment
+        def environment_of(gallery: str) -> str:
+            return policy.environment_for_gallery(gallery) or default
+
+        return PolicyDryRun(policy, self.tattoos, self.gallery, environment_of, utc_now)
+
+    # --- access ------------------------------------------------------------------------------
+
+    @cached_property
+    def access(self) -> AccessControl:
+        from shared.adapters.identity import authenticator_for
+        from shared.services.access import AccessControl
+
+        return AccessControl(authenticator_for(self.settings).authenticate, self.audit_outbox, utc_now)
 
     @cached_property
     def scheduler(self) -> BuildScheduler:

@@ -1,8 +1,9 @@
 """A small Resource Manager look-alike for driving the real Azure SDK clients over HTTP.
 
-It behaves like ARM where the adapters depend on it, following the REST API specs:
+It behaves like ARM where the adapters depend on it, following the REST API specs (virtual machine
+operations for the boot tester are added by `compute_server.ComputeServer`):
 
-- every request needs a bearer token and the `api-version` ARM expects for its provider;
+- every request needs a bearer token and the `api-version` ARM expects for its provider (or type);
 - GET of a stored resource returns it (ids compare case-insensitively, as in ARM); GET of a
   collection returns its children in pages linked by an absolute `nextLink` with `$skiptoken`;
 - `$expand=ReplicationStatus` on a gallery image version adds `properties.replicationStatus`;
@@ -38,8 +39,10 @@ from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 ASSETS = Path(__file__).parent / "arm"
 
 # What azure-mgmt-compute 39.0.0 and azure-mgmt-imagebuilder 2.0.0 send; ARM refuses other versions here.
+# A `provider/type` key overrides its provider's (compute versions virtual machines separately).
 API_VERSIONS = {
     "microsoft.compute": "2026-03-03",
+    "microsoft.compute/virtualmachines": "2026-04-01",
     "microsoft.virtualmachineimages": "2025-10-01",
 }
 
@@ -96,6 +99,7 @@ class SeenRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
+    body: Any = None  # the parsed JSON request body, if any
 
 
 @dataclass
@@ -128,7 +132,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_PROVIDER = re.compile(r"/providers/([^/]+)", re.IGNORECASE)
+_PROVIDER_TYPE = re.compile(r"/providers/([^/]+)/([^/]+)", re.IGNORECASE)
 _ASYNC_OPERATION = re.compile(
     r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/(operations|operationresults)/([^/]+)$", re.IGNORECASE
 )
@@ -196,11 +200,12 @@ class ArmServer:
 
     # -- ARM behaviour --
 
-    def respond(self, method: str, target: str, headers: dict[str, str]) -> _Response:
+    def respond(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> _Response:
         parts = urlsplit(target)
         path, query = parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))
+        document = json.loads(body) if body else None
         with self._lock:
-            self._seen.append(SeenRequest(method, path, query, headers))
+            self._seen.append(SeenRequest(method, path, query, headers, document))
             for fault in self._faults:
                 if fault.matches(method, path, query):
                     if fault.times is not None:
@@ -209,7 +214,7 @@ class ArmServer:
             refused = self._refuse_unauthenticated(headers) or self._refuse_api_version(path, query)
             if refused:
                 return refused
-            return self._route(method, path, query)
+            return self._route(method, path, query, document)
 
     def _refuse_unauthenticated(self, headers: dict[str, str]) -> _Response | None:
         if headers.get("authorization", "").startswith("Bearer "):
@@ -224,8 +229,13 @@ class ArmServer:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        provider = _PROVIDER.search(path)
-        expected = self.api_versions.get(provider.group(1).lower()) if provider else None
+        if _ASYNC_OPERATION.match(path):
+            return None  # the server's own operation URL, carrying the api-version that started it
+        provider = _PROVIDER_TYPE.search(path)
+        expected = None
+        if provider:
+            namespace, resource_type = provider.group(1).lower(), provider.group(2).lower()
+            expected = self.api_versions.get(f"{namespace}/{resource_type}", self.api_versions.get(namespace))
         if expected and given != expected:
             return _arm_error(
                 400,
@@ -235,7 +245,7 @@ class ArmServer:
             )
         return None
 
-    def _route(self, method: str, path: str, query: dict[str, str]) -> _Response:
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any = None) -> _Response:
         key = _normalize(path)
         operation = _ASYNC_OPERATION.match(path)
         if method == "GET" and operation:
@@ -333,10 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        response = self.server.arm.respond(self.command, self.path, headers)  # type: ignore[attr-defined]
+        response = self.server.arm.respond(self.command, self.path, headers, body)  # type: ignore[attr-defined]
         payload = b"" if response.body is None else json.dumps(response.body).encode()
         self.send_response(response.status)
         for name, value in response.headers.items():

@@ -92,6 +92,7 @@ def app_environment(
         "RECONCILE_SCHEDULE": "0 */15 * * * *",
         "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
         "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
+        "VALIDATE_SCHEDULE": "0 */5 * * * *",
         "AUDIT_CONTAINER": f"audit-{suffix}",
         "AUDIT_SIGNING_KEY_FILE": str(key_file),
     }

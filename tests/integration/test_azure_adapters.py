@@ -218,6 +218,43 @@ def test_one_client_is_built_per_subscription_on_first_use(
     assert built == [NEWEST["id"].split("/")[2], other_subscription]
 
 
+def test_image_definition_reaches_the_domain_with_os_generation_and_security_features(
+    gallery: AzureGallery, arm: ArmServer
+) -> None:
+    definition = gallery.get_image_definition(IMAGE_ID)
+
+    (request,) = arm.seen("GET")
+    assert request.path == IMAGE_ID
+    assert request.query == {"api-version": "2026-03-03"}
+    assert request.headers["authorization"] == "Bearer test-token"
+    assert definition.id == IMAGE_ID
+    assert definition.name == "win11-avd-golden"
+    properties = definition.properties
+    assert (properties.os_type, properties.os_state) == ("Windows", "Generalized")
+    assert (properties.hyper_v_generation, properties.architecture) == ("V2", "x64")
+    assert properties.feature("securitytype") == "TrustedLaunch"
+    assert properties.feature("IsAcceleratedNetworkSupported") == "True"
+    assert properties.identifier is not None
+    assert properties.identifier.sku == "win11-avd"
+    assert properties.provisioning_state == "Succeeded"
+
+
+def test_missing_image_definition_raises_not_found_naming_the_id(gallery: AzureGallery) -> None:
+    missing = IMAGE_ID.replace("win11-avd-golden", "no-such-image")
+
+    with pytest.raises(NotFound) as caught:
+        gallery.get_image_definition(missing)
+
+    assert missing in str(caught.value)
+    assert "ResourceNotFound" in str(caught.value)
+
+
+def test_image_definition_read_refuses_a_version_id_before_any_request(gallery: AzureGallery, arm: ArmServer) -> None:
+    with pytest.raises(InvalidInput):
+        gallery.get_image_definition(VERSION_ID)
+    assert arm.seen() == []
+
+
 # --- Image Builder ---------------------------------------------------------------------------
 
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
+from shared.adapters.outbox_table import PENDING_LEASE, TableOutbox
 from shared.adapters.rejected_events import BlobRejectedEventStore
 from shared.adapters.tattoo_table import TableTattooRepository
+from shared.domain.audit_events import derived_record_id, tattoo_status_event
 from shared.domain.tattoo import ImageTattoo, TattooKey, TattooStatus
 from shared.errors import Conflict, InvalidInput
-from shared.ports import TattooFilter
+from shared.ports import OutboxEntry, TattooFilter
 from shared.services.intake import BuildIntake
+from tests.integration.audit_archive import audited, check_archive
+from tests.integration.audit_stack import Names, build
 from tests.unit import documents as docs
 from tests.unit.fakes import FakeArm, InMemoryRejected
 
@@ -24,6 +29,16 @@ NOW = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
 
 def repo(connection: str, table: str) -> TableTattooRepository:
     return TableTattooRepository(TableServiceClient.from_connection_string(connection), table)
+
+
+def outbox_of(connection: str, table: str) -> TableOutbox:
+    return TableOutbox(TableServiceClient.from_connection_string(connection), table)
+
+
+def staged(before: ImageTattoo | None, after: ImageTattoo) -> OutboxEntry:
+    event = tattoo_status_event(before, after, NOW)
+    assert event is not None
+    return OutboxEntry(event, 0, NOW, "writer", datetime.now(UTC) + timedelta(seconds=60))
 
 
 def tattoo(version: str, status: TattooStatus = TattooStatus.BUILT, image: str = "win11-avd") -> ImageTattoo:
@@ -57,6 +72,24 @@ def test_replace_with_a_stale_etag_is_a_conflict(azurite: str, unique_name: str)
     tattoos.replace(tattoo("1.0.1", TattooStatus.BUILT), etag)
     with pytest.raises(Conflict):
         tattoos.replace(tattoo("1.0.1", TattooStatus.BUILD_FAILED), etag)
+
+
+def test_a_write_keeps_the_audit_events_earlier_writes_left_pending(azurite: str, unique_name: str) -> None:
+    tattoos, outbox = repo(azurite, unique_name), outbox_of(azurite, unique_name)
+    building = tattoo("1.0.1", TattooStatus.BUILDING)
+    tattoos.create(building, outbox=[staged(None, building)])
+    found = tattoos.get(building.key)
+    assert found is not None
+    built = tattoo("1.0.1", TattooStatus.BUILT)
+    tattoos.replace(built, found[1], outbox=[staged(building, built)])
+    found = tattoos.get(built.key)
+    assert found is not None
+    tattoos.replace(built.model_copy(update={"os_version": "x"}), found[1])  # no event of its own
+    found = tattoos.get(built.key)
+    assert found is not None and found[0].os_version == "x"
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    pending = sorted(stored.entry.event.action for stored in outbox.expired(later))
+    assert pending == ["image.build.completed", "image.build.observed"]
 
 
 def test_query_filters_by_image_and_status_and_pages(azurite: str, unique_name: str) -> None:
@@ -128,3 +161,49 @@ def test_concurrent_processes_delivering_both_events_leave_one_built_tattoo(azur
     assert final.run_id == "win11-avd-monthly@20261101T030005Z"
     assert final.os_version == "os"
     assert final.tags["baseOsImg"] == "windows-11"
+
+
+def _deliver_audited(names: Names, which: str, rounds: int, barrier: object) -> None:
+    """As `_deliver`, auditing: each write carries its event, and retires it in band (a replace
+    under the ETag) while the other processes merge their own writes into the same entity."""
+    stack = build(names)
+    arm = FakeArm(docs.template("Succeeded"), docs.run_output(), docs.image_version(osVersion="os"))
+    intake = BuildIntake(arm, arm, stack.tattoos, InMemoryRejected(), clock=lambda: NOW, audit=stack.drainer)
+    barrier.wait()  # type: ignore[attr-defined]
+    for n in range(rounds):
+        event = docs.run_event(event_id=f"run-{n}") if which == "run" else docs.version_event(event_id=f"ver-{n}")
+        intake.handle_event(event, f"{which}-{n}")
+    stack.trail.close()
+
+
+def test_concurrent_audited_writers_lose_no_update_and_audit_each_status_once(azurite: str, unique_name: str) -> None:
+    names = Names(azurite, unique_name)
+    repo(azurite, names.table).table  # noqa: B018 - create the table before the race
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(target=_deliver_audited, args=(names, kind, 15, barrier))
+        for kind in ("run", "version", "run", "version")
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    # A retirement that lost every retry is left to the timer (its records are in the log).
+    recovery = build(names, clock=lambda: datetime.now(UTC) + timedelta(seconds=90), owner="timer")
+    assert recovery.drainer.drain_expired().appended == 0
+    recovery.trail.close()
+
+    [row] = TableServiceClient.from_connection_string(azurite).get_table_client(names.table).list_entities()
+    final = ImageTattoo.model_validate_json(row["Document"])
+    assert final.status is TattooStatus.BUILT
+    assert final.os_version == "os"
+    assert PENDING_LEASE not in row  # every event retired
+    container = BlobServiceClient.from_connection_string(azurite).get_container_client(names.container)
+    key = final.key
+    built = derived_record_id(f"tattoo:{key.partition}/{key.row}:built")
+    building = derived_record_id(f"tattoo:{key.partition}/{key.row}:building")
+    counts = audited(check_archive(container))
+    # `building` is recorded only if a version event won the first write; `built` always; each once.
+    assert counts in (Counter({built: 1}), Counter({built: 1, building: 1}))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.domain.arm import GalleryImageVersion, ImageTemplate, RunOutput
+from shared.domain.arm import GalleryImageDefinition, GalleryImageVersion, ImageTemplate, RunOutput
 from shared.domain.audit import AuditEvent
 from shared.domain.resource_ids import normalize
 from shared.domain.tattoo import ImageTattoo, TattooKey
@@ -53,20 +53,29 @@ class FakeArm:
         prefix = normalize(image_id) + "/versions/"
         return [GalleryImageVersion.from_arm(d) for k, d in self.documents.items() if k.startswith(prefix)]
 
+    def get_image_definition(self, image_id: str) -> GalleryImageDefinition:
+        return GalleryImageDefinition.from_arm(self._get(image_id))  # type: ignore[no-any-return]
+
 
 class InMemoryTattoos:
     """TattooRepository with ETags; `lose_races` makes the next N writes fail as if another writer won.
 
-    Outbox rows written with a tattoo land in `outbox`, keyed (partition, record id), all or nothing.
+    Outbox entries written with a tattoo stay pending on it (`pending`, by record id), as the
+    Table adapter keeps them on the entity: a later write keeps them and adds its own.
     """
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[ImageTattoo, str]] = {}
-        self.outbox: dict[tuple[str, str], OutboxEntry] = {}
+        self.pending: dict[tuple[str, str], dict[str, OutboxEntry]] = {}
         self._etags = itertools.count(1)
         self.lose_races = 0
         self.row_reads = 0
         self.writes = 0
+
+    @property
+    def outbox(self) -> dict[tuple[str, str], OutboxEntry]:
+        """Every pending entry, keyed (partition, record id)."""
+        return {(key[0], rid): entry for key, entries in self.pending.items() for rid, entry in entries.items()}
 
     def get(self, key: TattooKey) -> tuple[ImageTattoo, str] | None:
         self.row_reads += 1
@@ -76,12 +85,17 @@ class InMemoryTattoos:
         if self.lose_races:
             self.lose_races -= 1
             raise Conflict("lost a race (simulated)")
-        partition = tattoo.key.partition
-        if any((partition, entry.record_id) in self.outbox for entry in outbox):
-            raise Conflict("outbox row exists")
+        key = (tattoo.key.partition, tattoo.key.row)
         self.writes += 1
-        self.rows[(partition, tattoo.key.row)] = (tattoo, f"etag-{next(self._etags)}")
-        self.outbox.update({(partition, entry.record_id): entry for entry in outbox})
+        self.rows[key] = (tattoo, f"etag-{next(self._etags)}")
+        self.pending.setdefault(key, {}).update({entry.record_id: entry for entry in outbox})
+
+    def retire(self, partition: str, record_ids: Sequence[str]) -> None:
+        """Remove pending entries (what the outbox does once their records are appended)."""
+        for (entity_partition, _), entries in self.pending.items():
+            if entity_partition == partition:
+                for record_id in record_ids:
+                    entries.pop(record_id, None)
 
     def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
         if (tattoo.key.partition, tattoo.key.row) in self.rows:
@@ -128,7 +142,7 @@ class InMemoryRejected:
 
 
 class InMemoryAudit:
-    """AuditOutbox double: staged rows go through `InMemoryTattoos.outbox`; `records` is what was appended."""
+    """AuditOutbox double: staged entries stay pending on `InMemoryTattoos` until drained; `records` were appended."""
 
     def __init__(self, tattoos: InMemoryTattoos | None = None) -> None:
         self.tattoos = tattoos
@@ -146,8 +160,7 @@ class InMemoryAudit:
             raise UpstreamError("audit log unavailable (simulated)")
         self.records.extend(entry.event for entry in entries)
         if self.tattoos is not None:
-            for entry in entries:
-                del self.tattoos.outbox[(partition, entry.record_id)]
+            self.tattoos.retire(partition, [entry.record_id for entry in entries])
 
     def record_once(self, partition: str, event: AuditEvent) -> None:
         if (partition, event.record_id) not in self.markers:

@@ -38,15 +38,17 @@ def archive(events: list[tuple[int, AuditEvent]]) -> dict[str, bytes]:
 
 
 def event(n: int, minutes_ago: int, action: AuditAction = AuditAction.BUILD_COMPLETED, **fields: object) -> AuditEvent:
-    return AuditEvent.model_validate({
-        "record_id": f"r{n}",
-        "timestamp": NOW - timedelta(minutes=minutes_ago),
-        "action": action,
-        "actor": SYSTEM_ACTOR,
-        "outcome": "success",
-        "correlation_id": f"c{n}",
-        **fields,
-    })
+    return AuditEvent.model_validate(
+        {
+            "record_id": f"r{n}",
+            "timestamp": NOW - timedelta(minutes=minutes_ago),
+            "action": action,
+            "actor": SYSTEM_ACTOR,
+            "outcome": "success",
+            "correlation_id": f"c{n}",
+            **fields,
+        }
+    )
 
 
 def queries(files: dict[str, bytes]) -> AuditQueries:

@@ -27,7 +27,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "audit-record.schem
 def test_the_published_schema_is_the_one_the_code_generates() -> None:
     published = json.loads(SCHEMA_FILE.read_text())
     assert published == record_json_schema(), (
-        "docs/audit-record.schema.json is stale; regenerate it with: .venv/bin/python -c \"import json; "
+        'docs/audit-record.schema.json is stale; regenerate it with: .venv/bin/python -c "import json; '
         "from shared.domain.audit import record_json_schema; open('docs/audit-record.schema.json','w')"
         ".write(json.dumps(record_json_schema(), indent=2, sort_keys=True) + '\\n')\""
     )

@@ -1,4 +1,4 @@
-"""The `ImageBuilder` and `Gallery` ports over the offline ARM store.
+"""The `ImageBuilder` and `Gallery` ports over the offline ARM store (and `offline_boot_tester`).
 
 They hand the domain the same views the Azure adapters do (`ImageTemplate.from_arm(doc)`),
 so services cannot tell the offline world from Azure. Unlike Azure, `run_template` completes
@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 
 from azure.storage.blob import BlobServiceClient
 
-from shared.domain.arm import GalleryImageVersion, ImageTemplate, RunOutput
+from shared.domain.arm import GalleryImageDefinition, GalleryImageVersion, ImageTemplate, RunOutput
 from shared.domain.resource_ids import GALLERY_IMAGE, GALLERY_IMAGE_VERSION, IMAGE_TEMPLATE, ResourceId
 from shared.errors import InvalidInput
+from shared.local.offline.boot_test import OfflineBootTester
 from shared.local.offline.events import EventDeliveryError, new_uuid
 from shared.local.offline.simulator import (
     DEFAULT_INITIATOR,
@@ -110,7 +111,7 @@ class OfflineImageBuilder:
 
 
 class OfflineGallery:
-    """Compute Gallery image versions from the store."""
+    """Compute Gallery image versions and definitions from the store."""
 
     def __init__(self, store: ArmStore) -> None:
         self._store = store
@@ -125,6 +126,11 @@ class OfflineGallery:
         self._store.get(image_id)  # Azure answers 404 for the versions of a missing image definition
         return [GalleryImageVersion.from_arm(doc) for doc in self._store.children(image_id, "versions")]
 
+    def get_image_definition(self, image_id: str) -> GalleryImageDefinition:
+        _require_type(image_id, GALLERY_IMAGE)
+        definition: GalleryImageDefinition = GalleryImageDefinition.from_arm(self._store.get(image_id))
+        return definition
+
 
 def offline_ports(
     service: BlobServiceClient | str,
@@ -136,3 +142,11 @@ def offline_ports(
     """The app's `ImageBuilder` and `Gallery` in offline mode, sharing one store."""
     store = ArmStore(service, container)
     return OfflineImageBuilder(store, webhook_url=webhook_url, initiator=initiator), OfflineGallery(store)
+
+
+def offline_boot_tester(service: BlobServiceClient | str, container: str = DEFAULT_CONTAINER) -> OfflineBootTester:
+    """The app's `BootTester` in offline mode, over the same store as `offline_ports` (given the same container).
+
+    Configure how its boot tests end with `OfflineBootTester.set_boot_behaviour`.
+    """
+    return OfflineBootTester(ArmStore(service, container))

@@ -108,7 +108,7 @@ def seed_sample_factory(
             distribute=_distributor(
                 image_ids[staging_gallery, linux_image],
                 f"{linux_template}-staging",
-                [("westeurope", 1, "Standard_LRS")],
+                [("westeurope", 2, "Standard_LRS")],
                 {"baseosimg": "ubuntu2204", "hardening": "cis-level1", "source": "azVmImageBuilder"},
             ),
             vm_profile={"vmSize": "Standard_D2s_v5", "osDiskSizeGB": 30},
@@ -295,3 +295,55 @@ def _template(
             "provisioningState": "Succeeded",
         },
     }
+
+
+# --- variants, for demos and tests of the validation gate --------------------------------------
+
+
+def add_template_variant(
+    store: ArmStore,
+    base_template_id: str,
+    name: str,
+    *,
+    source: Document | None = None,
+    target_regions: list[tuple[str, int, str]] | None = None,
+    image_features: list[dict[str, str]] | None = None,
+    customize: list[Document] | None = None,
+) -> str:
+    """A copy of a sample template under a new name, changed where asked; returns its id.
+
+    With `image_features`, the copy distributes to a new image definition of its own (a copy of
+    the base template's, with those features), so a definition without Trusted Launch can be
+    built without touching the sample images.
+    """
+    base = store.get(base_template_id)
+    parsed = ResourceId.parse(base_template_id)
+    template_id = _template_id(f"/subscriptions/{parsed.subscription}/resourceGroups/{parsed.resource_group}", name)
+    properties = dict(base["properties"])
+    distributor = dict(properties["distribute"][0])
+    distributor["runOutputName"] = f"{name}-staging"
+    if image_features is not None:
+        definition = dict(store.get(distributor["galleryImageId"]))
+        image_id = f"{ResourceId.parse(distributor['galleryImageId']).parent().raw}/images/{name}"
+        definition.update(id=image_id, name=name)
+        definition["properties"] = {**definition["properties"], "features": image_features}
+        store.put(definition)
+        distributor["galleryImageId"] = image_id
+    if target_regions is not None:
+        distributor["targetRegions"] = [
+            {"name": region, "replicaCount": count, "storageAccountType": storage}
+            for region, count, storage in target_regions
+        ]
+    properties["distribute"] = [distributor]
+    if source is not None:
+        properties["source"] = source
+    if customize is not None:
+        properties["customize"] = customize
+    properties.pop("lastRunStatus", None)
+    store.put({**base, "id": template_id, "name": name, "properties": properties})
+    return template_id
+
+
+def platform_image(publisher: str, offer: str, sku: str, version: str = "latest") -> Document:
+    """An Image Builder `PlatformImage` source."""
+    return {**_platform_image(publisher, offer, sku), "version": version}
