@@ -14,13 +14,17 @@ from typing import Any, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared.domain.change import ChangeRequest, ChangeState
 from shared.domain.evidence import ScanSummary
 from shared.domain.identity import Role
 from shared.domain.tattoo import TattooKey, partition_of
 from shared.errors import GovernanceError, InvalidInput, NotFound, Unauthenticated
+from shared.ports import ChangeFilter
 from shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from shared.services.api_models import CallbackBody, DecisionBody
 from shared.services.audit_query import AuditQuery
 from shared.services.health import check_health
+from shared.services.openapi import openapi_document
 from shared.services.policy_source import check_policy_at_start
 from shared.services.wiring import get_services
 
@@ -180,6 +184,115 @@ def evaluate_policy(req: func.HttpRequest, context: func.Context) -> func.HttpRe
     return _respond(req, context, handle)
 
 
+@app.function_name("expire_changes")
+@app.timer_trigger(schedule="%EXPIRE_SCHEDULE%", arg_name="timer")
+def expire_changes(timer: func.TimerRequest, context: func.Context) -> None:
+    """The approval SLA: remind before the deadline, expire after it (audited and announced)."""
+    report = get_services().require_ready().approvals.sweep(context.invocation_id)
+    log.info("changes: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+
+
+# --- HTTP: the approval workflow ---------------------------------------------------------------
+
+ANY_ROLE = tuple(Role)
+
+
+@app.function_name("list_changes")
+@app.route(route="changes", methods=["GET"])
+def list_changes(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        services.access.require(req.headers, ANY_ROLE, operation="list_changes", correlation_id=context.invocation_id)
+        state = req.params.get("state")
+        try:
+            filters = ChangeFilter(
+                state=ChangeState(state) if state else None,
+                gallery=req.params.get("gallery"),
+                image=req.params.get("image"),
+                ticket=req.params.get("ticket"),
+                initiator=req.params.get("initiator"),
+            )
+        except ValueError:
+            raise InvalidInput(f"state: one of {', '.join(s.value for s in ChangeState)}") from None
+        page = services.approvals.query(filters, _int_param(req, "top", 50), req.params.get("continuationToken"))
+        body = {"value": [c.model_dump(mode="json") for c in page.items], "continuationToken": page.continuation}
+        return _json(body)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("get_change")
+@app.route(route="changes/{change_id}", methods=["GET"])
+def get_change(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        services.access.require(req.headers, ANY_ROLE, operation="get_change", correlation_id=context.invocation_id)
+        change, etag = services.approvals.get(req.route_params["change_id"])
+        return _change_response(change, etag)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("decide_change")
+@app.route(route="changes/{change_id}/{decision:regex(^(approve|reject|cancel|release)$)}", methods=["POST"])
+def decide_change(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """approve | reject | cancel | release, with a change ticket; `Idempotency-Key` and `If-Match` honoured."""
+
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        decision = req.route_params["decision"]
+        caller = services.access.require(
+            req.headers, ANY_ROLE, operation=f"{decision}_change", correlation_id=context.invocation_id
+        )
+        body = _model(DecisionBody, _body(req))
+        receipt = services.approvals.decide(
+            req.route_params["change_id"], decision, caller,
+            ticket=body.ticket, reason=body.reason, correlation_id=context.invocation_id,
+            idempotency_key=req.headers.get("Idempotency-Key"), if_match=_if_match(req),
+        )  # fmt: skip
+        return _change_response(receipt.change, receipt.etag)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("change_callback")
+@app.route(route="callbacks/{system:regex(^(servicenow|jira)$)}", methods=["POST"])
+def change_callback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """A change system's decision, HMAC-signed (docs/operations.md), applied as that system's identity."""
+
+    def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        system = req.route_params["system"]
+        try:
+            verified = services.callbacks.verify(system, req.headers, req.get_body(), datetime.now(UTC))
+        except Unauthenticated as exc:
+            log.warning("callback refused", extra={**exc.log_fields(), "correlation_id": context.invocation_id})
+            services.access.record_denial(
+                None, f"{system}_callback", f"callback refused: {exc.reason}", context.invocation_id, code=exc.reason
+            )
+            raise
+        body = _model(CallbackBody, verified.payload)
+        receipt = services.approvals.decide(
+            body.change_id, body.decision, verified.identity,
+            ticket=body.ticket, reason=body.reason, correlation_id=context.invocation_id,
+            idempotency_key=f"{system}:{body.ticket}:{body.decision}",
+        )  # fmt: skip
+        return _change_response(receipt.change, receipt.etag)
+
+    return _respond(req, context, handle)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """The HTTP API's OpenAPI 3.1 document (docs/openapi.json; a test keeps it true)."""
+
+    def handle() -> func.HttpResponse:
+        return func.HttpResponse(openapi_document(), status_code=200, mimetype="application/json")
+
+    return _respond(req, context, handle)
+
+
 # --- HTTP read API -----------------------------------------------------------------------------
 
 
@@ -285,6 +398,17 @@ def _respond(req: func.HttpRequest, context: func.Context, handle: Any) -> func.
         body = problem(500, "Internal error", "unexpected error; quote correlationId",
                        instance=_path(req), correlationId=context.invocation_id)  # fmt: skip
         return _json(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _change_response(change: ChangeRequest, etag: str) -> func.HttpResponse:
+    response = _json(change.model_dump(mode="json"))
+    response.headers["ETag"] = etag
+    return response
+
+
+def _if_match(req: func.HttpRequest) -> str | None:
+    raw = req.headers.get("If-Match")
+    return raw.strip() if raw else None
 
 
 def _body(req: func.HttpRequest) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class World:
             "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
             "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
             "VALIDATE_SCHEDULE": "0 */5 * * * *",
+            "EXPIRE_SCHEDULE": "0 */30 * * * *",
             "AUDIT_SIGNING_KEY_FILE": str(Path(tempfile.gettempdir()) / "bench-audit-signing-key.pem"),
             "RECONCILE_SCHEDULE": "0 */15 * * * *",
         }

@@ -287,6 +287,8 @@ module functionApp 'app/function-app.bicep' = {
       // and every provision removes it again because this resource replaces all app settings).
       // Validation gate: the policy ships with the code (policies/); the timer evaluates built versions.
       VALIDATE_SCHEDULE: '0 */5 * * * *'
+      EXPIRE_SCHEDULE: '0 */30 * * * *'
+      APPROVAL_SOD_STRICT: 'true'
       POLICY_ENVIRONMENT: 'production'
       // Outbound governance events: published with the identity (EventGrid Data Sender on this topic only).
       EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint

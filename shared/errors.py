@@ -51,10 +51,17 @@ class Unauthenticated(GovernanceError):
 
 
 class Forbidden(GovernanceError):
-    """Authenticated, but not allowed to do this (403): a missing role, or separation of duties."""
+    """Authenticated, but not allowed to do this (403): a missing role, or separation of duties.
+
+    `code` names the rule that refused (`missing_role`, `initiator_cannot_approve`...).
+    """
 
     title = "Forbidden"
     status = 403
+
+    def __init__(self, message: str, code: str = "missing_role") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NotFound(GovernanceError):
@@ -67,6 +74,13 @@ class Conflict(GovernanceError):
 
     title = "Conflict"
     status = 409
+
+
+class PreconditionFailed(GovernanceError):
+    """An `If-Match` ETag no longer matches: the caller decided on a stale view (412)."""
+
+    title = "Precondition failed"
+    status = 412
 
 
 class ConfigurationError(GovernanceError):

@@ -28,4 +28,6 @@ def problem_for(
 ) -> dict[str, Any]:
     """Client errors say what was wrong; server errors say only what to quote to an operator."""
     detail = error.diagnostics() if error.status < 500 else "the request could not be completed; quote correlationId"
-    return problem(error.status, error.title, detail, instance=instance, correlationId=correlation_id)
+    # A stable machine-readable reason where the error has one (e.g. "initiator_cannot_approve").
+    code = getattr(error, "code", None) if error.status < 500 else None
+    return problem(error.status, error.title, detail, instance=instance, correlationId=correlation_id, code=code)

@@ -101,6 +101,8 @@ class Settings(BaseModel):
     policy_file: str = DEFAULT_POLICY_FILE
     policy_environment: str = "production"
     validate_schedule: str = "0 */5 * * * *"
+    expire_schedule: str = "0 */30 * * * *"
+    approval_sod_strict: bool = True  # the publisher of a change may not be one of its approvers
     validation_reports_container: str = "validation-reports"
     boot_test_resource_group_id: str | None = None
     boot_test_subnet_id: str | None = None
@@ -124,7 +126,12 @@ class Settings(BaseModel):
     callback_nonce_table: str = "callbacknonces"
 
     _schedules = field_validator(
-        "refresh_schedule", "reconcile_schedule", "audit_digest_schedule", "audit_outbox_schedule", "validate_schedule"
+        "refresh_schedule",
+        "reconcile_schedule",
+        "audit_digest_schedule",
+        "audit_outbox_schedule",
+        "validate_schedule",
+        "expire_schedule",
     )(_validate_ncrontab)
 
     @field_validator("build_template_ids")
@@ -325,6 +332,8 @@ _ENV_FIELDS = {
     "POLICY_FILE": "policy_file",
     "POLICY_ENVIRONMENT": "policy_environment",
     "VALIDATE_SCHEDULE": "validate_schedule",
+    "EXPIRE_SCHEDULE": "expire_schedule",
+    "APPROVAL_SOD_STRICT": "approval_sod_strict",
     "VALIDATION_REPORTS_CONTAINER": "validation_reports_container",
     "BOOT_TEST_RESOURCE_GROUP_ID": "boot_test_resource_group_id",
     "BOOT_TEST_SUBNET_ID": "boot_test_subnet_id",

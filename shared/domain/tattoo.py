@@ -181,6 +181,8 @@ class ImageTattoo(Frozen):
     end_of_life_date: datetime | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     change_id: str | None = None
+    approvers: tuple[str, ...] = ()  # who approved its change (object ids), once decided
+    change_tickets: tuple[str, ...] = ()
     validation: ValidationSummary | None = None
     scans: tuple[ScanSummary, ...] = ()
     boot_test: BootTestResult | None = None

@@ -223,6 +223,7 @@ def _start_host(
         "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
         "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
         "VALIDATE_SCHEDULE": "0 */5 * * * *",
+        "EXPIRE_SCHEDULE": "0 */30 * * * *",
         "AUDIT_SIGNING_KEY_FILE": str(log.parent / "audit-signing-key.pem"),
         "OFFLINE_STORE_CONTAINER": "offline-arm",
         "OFFLINE_EVENT_WEBHOOK_URL": webhook,

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
     from shared.adapters.signing import DigestSigner
     from shared.adapters.tattoo_table import TableTattooRepository
     from shared.adapters.validation_reports import BlobValidationReports
+    from shared.domain.callbacks import CallbackVerifier
     from shared.ports import AuditLog
     from shared.services.access import AccessControl
+    from shared.services.approvals import Approvals
     from shared.services.audit import AuditTrail
     from shared.services.audit_outbox import OutboxDrainer
     from shared.services.audit_seal import AuditSealer, DigestResult
@@ -268,6 +270,31 @@ class Services:
             return policy.environment_for_gallery(gallery) or default
 
         return PolicyDryRun(policy, self.tattoos, self.gallery, environment_of, utc_now)
+
+    # --- approval workflow -------------------------------------------------------------------
+
+    @cached_property
+    def approvals(self) -> Approvals:
+        from shared.services.approvals import Approvals
+
+        return Approvals(
+            changes=self.changes,
+            tattoos=self.tattoos,
+            audit=self.audit_outbox,
+            events=self.events,
+            access=self.access,
+            policy=self.policy,
+            clock=utc_now,
+            sod_strict=self.settings.approval_sod_strict,
+        )
+
+    @cached_property
+    def callbacks(self) -> CallbackVerifier:
+        from shared.adapters.identity import callback_verifier_for
+        from shared.adapters.nonce_table import TableNonceStore
+
+        nonces = TableNonceStore(self._table_service, self.settings.callback_nonce_table)
+        return callback_verifier_for(self.settings, nonces)
 
     # --- access ------------------------------------------------------------------------------
 

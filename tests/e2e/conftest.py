@@ -93,6 +93,7 @@ def app_environment(
         "AUDIT_DIGEST_SCHEDULE": "0 0 * * * *",
         "AUDIT_OUTBOX_SCHEDULE": "0 */5 * * * *",
         "VALIDATE_SCHEDULE": "0 */5 * * * *",
+        "EXPIRE_SCHEDULE": "0 */30 * * * *",
         "AUDIT_CONTAINER": f"audit-{suffix}",
         "AUDIT_SIGNING_KEY_FILE": str(key_file),
     }

@@ -223,3 +223,26 @@ def test_a_failing_boot_test_is_kept_as_evidence_and_fails_validation(gate: Gate
     assert tattoo.boot_test is not None and tattoo.boot_test.outcome.value == "failed"
     assert tattoo.boot_test.vm_deleted
     assert "boot-test" in [finding.rule for finding in tattoo.validation.failures]  # type: ignore[union-attr]
+
+
+def test_a_validated_build_is_approved_and_released_by_different_people(gate: Gate) -> None:
+    key = gate.build(gate.factory.linux_template_id)
+    gate.services.validation.validate(key, "timer", run_boot_test=True)
+    gate.scan(key, critical=0, high=0, medium=0)
+    change_id = gate.tattoo(key).change_id
+    assert change_id is not None
+    approver = Identity(subject="oid-approver", name="Ann Approver", roles=frozenset({Role.APPROVER}),
+                        auth_method="dev")  # fmt: skip
+    publisher = Identity(subject="oid-publisher", name="Pat Publisher", roles=frozenset({Role.PUBLISHER}),
+                         auth_method="dev")  # fmt: skip
+    approvals = gate.services.approvals
+    approved = approvals.decide(change_id, "approve", approver, ticket="CHG0012345", reason="ok", correlation_id="c1")
+    assert approved.change.state is ChangeState.APPROVED  # staging needs one approver
+    released = approvals.decide(change_id, "release", publisher, ticket="CHG0012345", reason=None, correlation_id="c2")
+    assert released.change.state is ChangeState.RELEASED
+    tattoo = gate.tattoo(key)
+    assert tattoo.status is TattooStatus.RELEASED
+    assert tattoo.approvers == ("oid-approver",)
+    actions = [a for a, _ in gate.audit_actions()]
+    assert actions.count(AuditAction.CHANGE_APPROVED.value) == 1
+    assert actions.count(AuditAction.CHANGE_RELEASED.value) == 1

@@ -255,3 +255,10 @@ def test_subjects_are_frozen() -> None:
     with pytest.raises(AttributeError):
         subject.environment = "production"  # type: ignore[misc]
     assert copy.copy(subject) == subject
+
+
+def test_the_report_schema_describes_rule_results_as_objects() -> None:
+    schema = ValidationReport.model_json_schema(mode="serialization")
+
+    item = schema["properties"]["results"]["items"]
+    assert item["type"] == "object" and item["properties"]["status"]["enum"] == ["pass", "fail", "skipped"]

@@ -11,12 +11,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from shared.domain.evidence import BootTestOutcome, Severity
 from shared.domain.policy import RuleStatus, ValidationSubject, Verdict, evaluate
 from shared.domain.tattoo import BaseImage, Replication
-from shared.local.azurite import REPO_ROOT
 from tests.unit.policy_samples import (
     BUILD_FINISHED,
     NOW,
@@ -55,8 +53,6 @@ BLANKABLE = (
     *OTHER_BLANKS,
 )
 
-# Hypothesis keeps caches in its home directory: under .run/ (ignored by git), not the work tree's root.
-set_hypothesis_home_dir(REPO_ROOT / ".run" / "hypothesis")
 # No example database, and no deadline: the machine may be busy with other work.
 settings.register_profile("policy", deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 

@@ -146,7 +146,8 @@ def _load_rules(
             continue
         rule_id = entry.get("id")
         if not isinstance(rule_id, str):
-            problems.append(f"{where}.id: Field required (one of {', '.join(sorted(registry))})")
+            what = "Field required" if rule_id is None else "Input should be a valid string"
+            problems.append(f"{where}.id: {what} (one of {', '.join(sorted(registry))})")
             continue
         model = registry.get(rule_id)
         if model is None:

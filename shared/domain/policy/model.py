@@ -212,7 +212,7 @@ class Policy:
     def boot_test_settings(self, environment: str, os_type: str) -> tuple[str, ...]:
         """The in-guest settings a boot test must read for this OS (what `BootTestRequest.settings` names)."""
         loaded = self.rule("boot-test", environment)
-        settings = getattr(loaded.params, "settings", None) or {} if loaded else {}
+        settings: dict[str, dict[str, str]] = getattr(loaded.params, "settings", {}) if loaded else {}
         return tuple(settings.get(os_type, {}))
 
     @classmethod

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 RuleSeverity = Literal["error", "warning"]  # error blocks; warning is recorded
 
@@ -63,6 +63,22 @@ def _as_object(result: RuleResult) -> dict[str, Any]:
     return result._asdict()
 
 
+# What `_as_object` produces (pydantic would otherwise describe a named tuple as an array).
+_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["rule", "severity", "status", "reason", "expected", "found", "awaiting_evidence"],
+    "properties": {
+        "rule": {"type": "string"},
+        "severity": {"enum": ["error", "warning"]},
+        "status": {"enum": [status.value for status in RuleStatus]},
+        "reason": {"type": "string"},
+        "expected": {"description": "what the rule expected (any JSON value)"},
+        "found": {"description": "what the rule found (any JSON value)"},
+        "awaiting_evidence": {"type": "boolean"},
+    },
+}
+
+
 class ValidationReport(BaseModel):
     """The evaluation of one image version against one policy, at one moment."""
 
@@ -76,7 +92,7 @@ class ValidationReport(BaseModel):
     subject: str  # the version's resource id (or its tattoo key when it has none)
     evaluated_at: datetime
     verdict: Verdict
-    results: tuple[Annotated[RuleResult, PlainSerializer(_as_object)], ...]
+    results: tuple[Annotated[RuleResult, PlainSerializer(_as_object), WithJsonSchema(_RESULT_SCHEMA)], ...]
     blocking_reasons: tuple[str, ...] = ()  # "rule-id: reason" of every failed error rule, in policy order
     warnings: tuple[str, ...] = ()  # failed warning rules: recorded, never blocking
     waiting_for: tuple[str, ...] = ()  # evidence still expected (only when verdict is waiting)

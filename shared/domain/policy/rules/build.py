@@ -34,21 +34,19 @@ class MaxBuildAge(Rule[MaxBuildAgeParams]):
         super().__init__(params)
         self.max_age_days = params.max_age_days
         self.limit = timedelta(days=params.max_age_days)
-        self.expected = {"max_age_days": params.max_age_days}
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {"max_age_days": self.max_age_days}
         finished = subject.tattoo.build_finished
         if finished is None:
-            return self.failed(
-                "the build finish time is unknown: an image with no date counts as too old", self.expected
-            )
+            return self.failed("the build finish time is unknown: an image with no date counts as too old", expected)
         age = context.now - as_utc(finished)
         found = {"build_finished": finished, "age_days": round(age.total_seconds() / 86400, 2)}
         if age < NEGATIVE_SKEW:
-            return self.failed("the build finish time is in the future", self.expected, found)
+            return self.failed("the build finish time is in the future", expected, found)
         if age > self.limit:
-            return self.failed(f"the build is {age.days} days old; at most {self.max_age_days}", self.expected, found)
-        return self.passed(f"the build is {max(age.days, 0)} days old", self.expected, found)
+            return self.failed(f"the build is {age.days} days old; at most {self.max_age_days}", expected, found)
+        return self.passed(f"the build is {max(age.days, 0)} days old", expected, found)
 
 
 class CustomizationRequirement(PolicyModel):
@@ -101,7 +99,7 @@ class RequiredCustomizations(Rule[RequiredCustomizationsParams]):
         super().__init__(params)
         self.required = tuple(_Requirement(requirement) for requirement in params.required)
         self.os_specific = any(requirement.os_types for requirement in params.required)
-        self.all_described = [requirement.description for requirement in self.required]
+        self.all_described = tuple(requirement.description for requirement in self.required)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         os_type = subject.os_type
@@ -147,7 +145,7 @@ class RequiredTattooFields(Rule[RequiredTattooFieldsParams]):
         super().__init__(params)
         self.fields = params.fields
         self.tags = tuple((tag, tag.lower()) for tag in params.tags)
-        self.expected = {"fields": list(params.fields), "tags": list(params.tags)}
+        self.expected_fields, self.expected_tags = params.fields, params.tags
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         tattoo = subject.tattoo
@@ -163,5 +161,8 @@ class RequiredTattooFields(Rule[RequiredTattooFieldsParams]):
             present = {name.lower() for name, value in tags.items() if value}
             missing += [f"tag {tag}" for tag, lowered in self.tags if lowered not in present]
         if missing:
-            return self.failed(f"the tattoo lacks {', '.join(missing)}", self.expected, {"missing": missing})
-        return self.passed("every required provenance field is recorded", self.expected, {"missing": []})
+            return self.failed(f"the tattoo lacks {', '.join(missing)}", self.expected(), {"missing": missing})
+        return self.passed("every required provenance field is recorded", self.expected(), {"missing": []})
+
+    def expected(self) -> dict[str, tuple[str, ...]]:
+        return {"fields": self.expected_fields, "tags": self.expected_tags}

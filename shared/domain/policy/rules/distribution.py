@@ -26,7 +26,7 @@ class RequiredRegions(Rule[RequiredRegionsParams]):
 
     def __init__(self, params: RequiredRegionsParams) -> None:
         super().__init__(params)
-        self.wanted = sorted({normalize_region(region) for region in params.regions})
+        self.wanted = tuple(sorted({normalize_region(region) for region in params.regions}))
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         targets = subject.regions
@@ -54,12 +54,12 @@ class MinReplicas(Rule[MinReplicasParams]):
         super().__init__(params)
         self.min_replicas = params.min_replicas
         self.per_region = {normalize_region(region): count for region, count in sorted(params.regions.items())}
-        self.expected = {"min_replicas": params.min_replicas, "regions": dict(sorted(self.per_region.items()))}
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {"min_replicas": self.min_replicas, "regions": dict(self.per_region)}
         targets = subject.regions
         if not targets:
-            return self.failed(NO_REGIONS, self.expected, {})
+            return self.failed(NO_REGIONS, expected, {})
         found: dict[str, int | None] = {}
         short: list[str] = []
         for region, target in targets:
@@ -70,8 +70,8 @@ class MinReplicas(Rule[MinReplicasParams]):
             elif target.replicas < wanted:
                 short.append(f"{region} ({target.replicas} < {wanted})")
         if short:
-            return self.failed(f"too few replicas in {', '.join(short)}", self.expected, found)
-        return self.passed("every target region has enough replicas", self.expected, found)
+            return self.failed(f"too few replicas in {', '.join(short)}", expected, found)
+        return self.passed("every target region has enough replicas", expected, found)
 
 
 StorageAccountType = Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS"]
@@ -88,7 +88,7 @@ class StorageAccountTypes(Rule[StorageAccountTypesParams]):
     def __init__(self, params: StorageAccountTypesParams) -> None:
         super().__init__(params)
         self.allowed = frozenset(kind.lower() for kind in params.allowed)
-        self.expected = list(params.allowed)
+        self.expected = tuple(params.allowed)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         targets = subject.regions
@@ -122,15 +122,15 @@ class EndOfLifeHorizon(Rule[EndOfLifeHorizonParams]):
         super().__init__(params)
         self.min_days_ahead = params.min_days_ahead
         self.horizon = timedelta(days=params.min_days_ahead)
-        self.expected = {"min_days_ahead": params.min_days_ahead}
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {"min_days_ahead": self.min_days_ahead}
         end = subject.tattoo.end_of_life_date
         if end is None:
-            return self.failed("the version has no end-of-life date", self.expected, None)
+            return self.failed("the version has no end-of-life date", expected, None)
         ahead = as_utc(end) - context.now
         found = {"end_of_life_date": end, "days_ahead": round(ahead.total_seconds() / 86400, 2)}
         if ahead < self.horizon:
             reason = f"end of life {iso(end)} is less than {self.min_days_ahead} days ahead"
-            return self.failed(reason, self.expected, found)
-        return self.passed(f"end of life is {ahead.days} days ahead", self.expected, found)
+            return self.failed(reason, expected, found)
+        return self.passed(f"end of life is {ahead.days} days ahead", expected, found)

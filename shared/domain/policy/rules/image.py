@@ -81,10 +81,8 @@ class AllowedBaseImages(Rule[AllowedBaseImagesParams]):
         # (publisher, offer, sku) -> the entries whose patterns match it: few distinct images, many builds.
         self.matches: dict[tuple[str, str, str], tuple[_Candidate, ...]] = {}
         self.gallery = compile_globs(params.gallery_sources)
-        self.expected = {
-            "marketplace": [image.describe() for image in params.marketplace],
-            "gallery_sources": list(params.gallery_sources),
-        }
+        self.marketplace = tuple(image.describe() for image in params.marketplace)
+        self.gallery_sources = params.gallery_sources
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         base = subject.tattoo.base_image
@@ -142,7 +140,7 @@ class AllowedOsTypes(Rule[AllowedOsTypesParams]):
     def __init__(self, params: AllowedOsTypesParams) -> None:
         super().__init__(params)
         self.allowed = params.allowed
-        self.expected = list(params.allowed)
+        self.expected = tuple(params.allowed)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         if subject.definition is None:
@@ -166,7 +164,7 @@ class HyperVGeneration(Rule[HyperVGenerationParams]):
     def __init__(self, params: HyperVGenerationParams) -> None:
         super().__init__(params)
         self.allowed = params.allowed
-        self.expected = list(params.allowed)
+        self.expected = tuple(params.allowed)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         if subject.definition is None:
@@ -220,7 +218,7 @@ class SecurityType(Rule[SecurityTypeParams]):
             for value, (capabilities, enforced) in SECURITY_TYPES.items()
             if capabilities & set(params.accepted) and (enforced or params.allow_supported)
         ]
-        self.expected: dict[str, Any] = {"values": values}
+        self.values = tuple(values)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         if subject.definition is None:

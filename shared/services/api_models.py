@@ -1,0 +1,28 @@
+"""Request bodies of the HTTP API, validated with pydantic (a bad field is named by its path)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class DecisionBody(ApiModel):
+    """`POST /api/changes/{id}/approve|reject|cancel|release`."""
+
+    ticket: str = Field(min_length=1, max_length=64, description="change ticket id, e.g. CHG0012345 or OPS-1234")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CallbackBody(ApiModel):
+    """A change system's decision (`POST /api/callbacks/servicenow|jira`), inside a signed body."""
+
+    change_id: str = Field(alias="changeId", min_length=1, max_length=128)
+    decision: Literal["approve", "reject"]
+    ticket: str = Field(min_length=1, max_length=64)
+    approver: str = Field(min_length=1, max_length=200, description="the human approver's Entra object id")
+    reason: str | None = Field(default=None, max_length=2000)
