@@ -262,3 +262,13 @@ def test_the_report_schema_describes_rule_results_as_objects() -> None:
 
     item = schema["properties"]["results"]["items"]
     assert item["type"] == "object" and item["properties"]["status"]["enum"] == ["pass", "fail", "skipped"]
+
+
+def test_reports_share_no_mutable_evidence() -> None:
+    first = evaluate(shipped_policy(), good_subject(), NOW)
+    second = evaluate(shipped_policy(), good_subject(), NOW)
+
+    for one, other in zip(first.results, second.results, strict=True):
+        for mine, theirs in ((one.expected, other.expected), (one.found, other.found)):
+            if isinstance(mine, dict | list):
+                assert mine is not theirs, one.rule

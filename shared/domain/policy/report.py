@@ -36,8 +36,9 @@ class RuleResult(NamedTuple):
     """One rule's outcome for one image version.
 
     `expected` and `found` are the structured evidence: JSON values, times as datetimes (ISO 8601
-    in JSON). `awaiting_evidence` marks a failure that is only missing evidence which may still
-    arrive before the report's `wait_until`.
+    in JSON); each result gets its own dicts, and what results share is immutable (tuples,
+    strings), so no report can change another. `awaiting_evidence` marks a failure that is only
+    missing evidence which may still arrive before the report's `wait_until`.
 
     A named tuple: immutable, and the cheapest object to build (evaluation builds one per rule
     for every version). In a report it serializes as an object (`_as_object`), not an array.

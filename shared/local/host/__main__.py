@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from shared.errors import GovernanceError
 from shared.local.host.config import HostKeys, HostStartupError
 from shared.local.host.runtime import LocalHost
 
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         host.start()
     except HostStartupError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except GovernanceError as error:
+        # The app refused to load (as the worker's indexing fails in Azure): an invalid policy or setting.
+        print(f"error: the function app failed to load: {error}\n{error.diagnostics()}", file=sys.stderr)
         return 1
     print("\nFunctions:\n")
     for line in host.describe_functions():

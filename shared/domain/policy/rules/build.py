@@ -161,8 +161,8 @@ class RequiredTattooFields(Rule[RequiredTattooFieldsParams]):
             present = {name.lower() for name, value in tags.items() if value}
             missing += [f"tag {tag}" for tag, lowered in self.tags if lowered not in present]
         if missing:
-            return self.failed(f"the tattoo lacks {', '.join(missing)}", self.expected(), {"missing": missing})
-        return self.passed("every required provenance field is recorded", self.expected(), {"missing": []})
+            return self.failed(f"the tattoo lacks {', '.join(missing)}", self.expected_evidence(), {"missing": missing})
+        return self.passed("every required provenance field is recorded", self.expected_evidence(), {"missing": []})
 
-    def expected(self) -> dict[str, tuple[str, ...]]:
+    def expected_evidence(self) -> dict[str, tuple[str, ...]]:
         return {"fields": self.expected_fields, "tags": self.expected_tags}

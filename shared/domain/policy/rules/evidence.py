@@ -49,18 +49,18 @@ class ScanThresholds(Rule[ScanThresholdsParams]):
         )
         self.max_age_hours = params.max_scan_age_hours
         self.max_age = timedelta(hours=params.max_scan_age_hours)
-        self.expected = {
-            "required_scanners": list(self.required),
-            "max_findings": dict(self.limits),
-            "max_scan_age_hours": params.max_scan_age_hours,
-        }
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {
+            "required_scanners": self.required,
+            "max_findings": dict(self.limits),
+            "max_scan_age_hours": self.max_age_hours,
+        }
         finished = subject.tattoo.build_finished
         if finished is None:
             # Without the build time no scan can be shown to be of this build: none counts.
             evidence = {"scans": {}, "ignored": ["the build finish time is unknown"] if subject.scans else []}
-            return self.missing_evidence(context, "a scan attributable to this build", self.expected, evidence)
+            return self.missing_evidence(context, "a scan attributable to this build", expected, evidence)
         not_before = as_utc(finished)
         oldest = context.now - self.max_age
         latest: dict[str, tuple[datetime, list[ScanSummary]]] = {}  # scanner -> its latest summaries
@@ -89,11 +89,11 @@ class ScanThresholds(Rule[ScanThresholdsParams]):
                     problems.append(f"{scanner}: {count} {severity} findings (at most {limit})")
         evidence = {"scans": found, "ignored": sorted(ignored)}
         if problems:
-            return self.failed("; ".join(problems), self.expected, evidence)
+            return self.failed("; ".join(problems), expected, evidence)
         missing = [scanner for scanner in self.required if scanner not in latest]
         if missing:
-            return self.missing_evidence(context, f"a current scan from {', '.join(missing)}", self.expected, evidence)
-        return self.passed(f"scans within limits from {', '.join(sorted(latest))}", self.expected, evidence)
+            return self.missing_evidence(context, f"a current scan from {', '.join(missing)}", expected, evidence)
+        return self.passed(f"scans within limits from {', '.join(sorted(latest))}", expected, evidence)
 
 
 def _worst(scans: list[ScanSummary]) -> tuple[dict[str, int], list[str]]:
@@ -131,10 +131,6 @@ class BootTest(Rule[BootTestParams]):
         self.settings: dict[str, list[tuple[str, str]]] = {
             os_type: sorted(wanted.items()) for os_type, wanted in params.settings.items()
         }
-        self.expected: dict[str, dict[str, Any]] = {
-            os_type: {"outcome": "passed", "settings": dict(wanted)} for os_type, wanted in self.settings.items()
-        }
-        self.no_settings: dict[str, Any] = {"outcome": "passed", "settings": {}}
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
         if not self.required:
@@ -143,7 +139,7 @@ class BootTest(Rule[BootTestParams]):
         if os_type is None and self.settings:
             return self.failed("the OS type is unknown, so the settings to check are unknown", {"outcome": "passed"})
         wanted = self.settings.get(os_type or "", [])
-        expected = self.expected.get(os_type or "", self.no_settings)
+        expected = {"outcome": "passed", "settings": dict(wanted)}
         result = subject.boot_test
         if result is None:
             return self.missing_evidence(context, "a boot test result", expected, None)

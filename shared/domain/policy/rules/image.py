@@ -85,26 +85,33 @@ class AllowedBaseImages(Rule[AllowedBaseImagesParams]):
         self.gallery_sources = params.gallery_sources
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {"marketplace": self.marketplace, "gallery_sources": self.gallery_sources}
         base = subject.tattoo.base_image
         if base is None:
-            return self.failed("the base image is unknown", self.expected, None)
+            return self.failed("the base image is unknown", expected, None)
         if base.kind.lower() == "platformimage":
-            return self._marketplace(base.publisher, base.offer, base.sku, base.exact_version, base.version)
+            return self._marketplace(expected, base.publisher, base.offer, base.sku, base.exact_version, base.version)
         found = {"kind": base.kind, "source_id": base.source_id}
         if not base.source_id:
-            return self.failed(f"the {base.kind} base image has no source id", self.expected, found)
+            return self.failed(f"the {base.kind} base image has no source id", expected, found)
         if self.gallery.fullmatch(base.source_id):
-            return self.passed(f"{base.kind} {base.source_id} is an allowed gallery source", self.expected, found)
-        return self.failed(f"{base.kind} {base.source_id} is not an allowed gallery source", self.expected, found)
+            return self.passed(f"{base.kind} {base.source_id} is an allowed gallery source", expected, found)
+        return self.failed(f"{base.kind} {base.source_id} is not an allowed gallery source", expected, found)
 
-    def _marketplace(
-        self, publisher: str | None, offer: str | None, sku: str | None, exact: str | None, requested: str | None
+    def _marketplace(  # noqa: PLR0917 (the base image's fields, unpacked once by check)
+        self,
+        expected: dict[str, Any],
+        publisher: str | None,
+        offer: str | None,
+        sku: str | None,
+        exact: str | None,
+        requested: str | None,
     ) -> RuleResult:
         # `latest` is what the template asked for; only the resolved version can meet a floor.
         resolved = exact or (requested if requested and requested.lower() != "latest" else None)
         found = {"publisher": publisher, "offer": offer, "sku": sku, "version": resolved}
         if not (publisher and offer and sku):
-            return self.failed("the marketplace base image is incompletely recorded", self.expected, found)
+            return self.failed("the marketplace base image is incompletely recorded", expected, found)
         identity = f"{publisher}:{offer}:{sku}"
         candidates = self.matches.get((publisher, offer, sku))
         if candidates is None:
@@ -114,11 +121,11 @@ class AllowedBaseImages(Rule[AllowedBaseImagesParams]):
                 self.matches.clear()
             self.matches[publisher, offer, sku] = candidates
         if not candidates:
-            return self.failed(f"{identity} is not an allowed marketplace image", self.expected, found)
+            return self.failed(f"{identity} is not an allowed marketplace image", expected, found)
         version = parse_version(resolved)
         for candidate in candidates:
             if candidate.floor is None or (version is not None and version >= candidate.floor):
-                return self.passed(f"{identity}:{resolved} is allowed ({candidate.description})", self.expected, found)
+                return self.passed(f"{identity}:{resolved} is allowed ({candidate.description})", expected, found)
         if resolved is None:
             reason = f"{identity}: the resolved version is unknown, so its minimum cannot be checked"
         elif version is None:
@@ -126,7 +133,7 @@ class AllowedBaseImages(Rule[AllowedBaseImagesParams]):
         else:
             floors = ", ".join(candidate.min_version or "" for candidate in candidates)
             reason = f"{identity}:{resolved} is older than the minimum {floors}"
-        return self.failed(reason, self.expected, found)
+        return self.failed(reason, expected, found)
 
 
 class AllowedOsTypesParams(RuleParams):
@@ -221,23 +228,20 @@ class SecurityType(Rule[SecurityTypeParams]):
         self.values = tuple(values)
 
     def check(self, subject: ValidationSubject, context: EvaluationContext) -> RuleResult:
+        expected = {"values": self.values}
         if subject.definition is None:
-            return self.failed(NO_DEFINITION, self.expected, None)
+            return self.failed(NO_DEFINITION, expected, None)
         value = subject.security_type
         if value is None:
-            return self.failed(
-                "the image definition has no SecurityType feature (Standard security)", self.expected, None
-            )
+            return self.failed("the image definition has no SecurityType feature (Standard security)", expected, None)
         known = _SECURITY_TYPES_BY_LOWER.get(value.lower())
         if known is None:
-            return self.failed(f"SecurityType {value!r} is not a known value", self.expected, value)
+            return self.failed(f"SecurityType {value!r} is not a known value", expected, value)
         capabilities, enforced = known
         provided = [capability for capability in self.accepted if capability in capabilities]
         if not provided:
-            return self.failed(
-                f"SecurityType {value} provides none of {', '.join(self.accepted)}", self.expected, value
-            )
+            return self.failed(f"SecurityType {value} provides none of {', '.join(self.accepted)}", expected, value)
         if not enforced and not self.allow_supported:
             reason = f"SecurityType {value} also allows Standard VMs; the policy requires an enforcing value"
-            return self.failed(reason, self.expected, value)
-        return self.passed(f"SecurityType {value} provides {', '.join(provided)}", self.expected, value)
+            return self.failed(reason, expected, value)
+        return self.passed(f"SecurityType {value} provides {', '.join(provided)}", expected, value)
