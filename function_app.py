@@ -15,13 +15,12 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from shared.domain.change import ChangeRequest, ChangeState
-from shared.domain.evidence import ScanSummary
 from shared.domain.identity import Role
 from shared.domain.tattoo import TattooKey, partition_of
 from shared.errors import GovernanceError, InvalidInput, NotFound, Unauthenticated
 from shared.ports import ChangeFilter
 from shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
-from shared.services.api_models import CallbackBody, DecisionBody
+from shared.services.api_models import CallbackBody, DecisionBody, ScanSubmission
 from shared.services.audit_query import AuditQuery
 from shared.services.health import check_health
 from shared.services.openapi import openapi_document
@@ -136,7 +135,7 @@ def submit_scan(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
         caller = services.access.require(
             req.headers, (Role.BUILDER,), operation="submit_scan", correlation_id=context.invocation_id
         )
-        scan = _model(ScanSummary, _body(req))
+        scan = _model(ScanSubmission, _body(req)).summary()
         params = req.route_params
         key = TattooKey(partition=partition_of(params["gallery"], params["image"]), row=params["version"].lower())
         receipt = services.scans.submit(key, scan, caller=caller, correlation_id=context.invocation_id)
@@ -188,8 +187,12 @@ def evaluate_policy(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 @app.timer_trigger(schedule="%EXPIRE_SCHEDULE%", arg_name="timer")
 def expire_changes(timer: func.TimerRequest, context: func.Context) -> None:
     """The approval SLA: remind before the deadline, expire after it (audited and announced)."""
-    report = get_services().require_ready().approvals.sweep(context.invocation_id)
-    log.info("changes: %s", report, extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})
+    services = get_services().require_ready()
+    report = services.approvals.sweep(context.invocation_id)
+    # Callback nonces are only needed while their timestamps are within the replay window.
+    purged = services.callback_nonces.purge_expired(datetime.now(UTC))
+    log.info("changes: %s; expired callback nonces purged: %d", report, purged,
+             extra={"correlation_id": context.invocation_id, "past_due": timer.past_due})  # fmt: skip
 
 
 # --- HTTP: the approval workflow ---------------------------------------------------------------
@@ -240,7 +243,7 @@ def decide_change(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 
     def handle() -> func.HttpResponse:
         services = get_services().require_ready()
-        decision = req.route_params["decision"]
+        decision = req.route_params["decision"].lower()  # routes match case-insensitively
         caller = services.access.require(
             req.headers, ANY_ROLE, operation=f"{decision}_change", correlation_id=context.invocation_id
         )
@@ -262,7 +265,7 @@ def change_callback(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 
     def handle() -> func.HttpResponse:
         services = get_services().require_ready()
-        system = req.route_params["system"]
+        system = req.route_params["system"].lower()
         try:
             verified = services.callbacks.verify(system, req.headers, req.get_body(), datetime.now(UTC))
         except Unauthenticated as exc:
@@ -285,7 +288,7 @@ def change_callback(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """The HTTP API's OpenAPI 3.1 document (docs/openapi.json; a test keeps it true)."""
+    """The HTTP API's OpenAPI 3.1 document (built in shared/services/openapi.py; a test keeps it true)."""
 
     def handle() -> func.HttpResponse:
         return func.HttpResponse(openapi_document(), status_code=200, mimetype="application/json")

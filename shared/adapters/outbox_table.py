@@ -290,9 +290,7 @@ class TableOutbox:
             if held and entity.get("Kind") != OUTBOX_KIND:
                 self._retire_pending(partition, str(entity["RowKey"]), held, entity)
 
-    def _retire_pending(
-        self, partition: str, holder: str, names: set[str], entity: TableEntity | None = None
-    ) -> None:
+    def _retire_pending(self, partition: str, holder: str, names: set[str], entity: TableEntity | None = None) -> None:
         """Rewrite the entity without `names`, under its ETag; re-read and retry after a lost race.
 
         The rewrite is a replace (a merge cannot remove a property) of the entity exactly as read,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +30,7 @@ class ScanSummary(EvidenceModel):
 
     scanner: str = Field(min_length=1, max_length=100)
     scanner_version: str = Field(min_length=1, max_length=100)
-    findings: dict[Severity, int] = Field(default_factory=dict)
+    findings: dict[Severity, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     report_url: str | None = Field(default=None, max_length=2000)
     report_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     completed: datetime

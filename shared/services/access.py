@@ -45,11 +45,12 @@ class AccessControl:
         except Unauthenticated as exc:
             log.warning("authentication failed", extra={**exc.log_fields(), "correlation_id": correlation_id})
             if exc.reason not in _NOT_RECORDED:
-                self.record_denial(None, operation, f"credential refused: {exc.reason}", correlation_id)
+                reason = f"credential refused: {exc.reason}"
+                self.record_denial(None, operation, reason, correlation_id, code=exc.reason)
             raise
         if not any(identity.has_role(role) for role in roles):
             wanted = " or ".join(role.value for role in roles)
-            self.record_denial(identity, operation, f"missing app role {wanted}", correlation_id)
+            self.record_denial(identity, operation, f"missing app role {wanted}", correlation_id, code="missing_role")
             raise Forbidden(f"{operation} requires the app role {wanted}")
         return identity
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.evidence import ScanSummary, Severity
 
 
 class ApiModel(BaseModel):
@@ -26,3 +29,21 @@ class CallbackBody(ApiModel):
     ticket: str = Field(min_length=1, max_length=64)
     approver: str = Field(min_length=1, max_length=200, description="the human approver's Entra object id")
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class ScanSubmission(ApiModel):
+    """`POST /api/images/{gallery}/{image}/{version}/scans`: a scanner's summary, as a pipeline posts it.
+
+    Every severity the policy limits must be reported, zero included: a missing count is unknown.
+    """
+
+    scanner: str = Field(min_length=1, max_length=100)
+    scanner_version: str = Field(min_length=1, max_length=100)
+    findings: dict[Severity, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    report_url: str | None = Field(default=None, max_length=2000)
+    report_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    completed: datetime
+
+    def summary(self) -> ScanSummary:
+        """The summary as stored (the server adds who submitted it and when)."""
+        return ScanSummary.model_validate(self.model_dump())

@@ -65,7 +65,8 @@ class ScanIntake:
         validation = None
         if update.after.status in VALIDATABLE:
             validation = self._gate.validate(key, correlation_id, run_boot_test=False)
-        return ScanReceipt(update.after, update.changed, validation)
+        current = self._tattoos.get(key) if validation is not None else None  # the verdict, not the pre-scan state
+        return ScanReceipt(current[0] if current else update.after, update.changed, validation)
 
 
 def _same(kept: ScanSummary, posted: ScanSummary) -> bool:

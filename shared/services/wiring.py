@@ -33,6 +33,7 @@ from shared.settings import Settings, load_settings, policy_file_of
 if TYPE_CHECKING:
     from shared.adapters.audit_archive import BlobContainerArchive
     from shared.adapters.audit_immutability import Immutability
+    from shared.adapters.nonce_table import TableNonceStore
     from shared.adapters.signing import DigestSigner
     from shared.adapters.tattoo_table import TableTattooRepository
     from shared.adapters.validation_reports import BlobValidationReports
@@ -291,10 +292,14 @@ class Services:
     @cached_property
     def callbacks(self) -> CallbackVerifier:
         from shared.adapters.identity import callback_verifier_for
+
+        return callback_verifier_for(self.settings, self.callback_nonces)
+
+    @cached_property
+    def callback_nonces(self) -> TableNonceStore:
         from shared.adapters.nonce_table import TableNonceStore
 
-        nonces = TableNonceStore(self._table_service, self.settings.callback_nonce_table)
-        return callback_verifier_for(self.settings, nonces)
+        return TableNonceStore(self._table_service, self.settings.callback_nonce_table)
 
     # --- access ------------------------------------------------------------------------------
 

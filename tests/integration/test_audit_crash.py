@@ -159,4 +159,3 @@ def test_writers_and_timers_killed_at_random_points_and_at_every_outbox_step_lea
     assert verification.ok, verification.render()
     assert verification.records == len(records)
     print(f"\nkills: {dict(kills)}")
-
