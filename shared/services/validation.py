@@ -39,7 +39,7 @@ from shared.domain.change_result import Decision
 from shared.domain.evidence import BootTestRequest, BootTestResult
 from shared.domain.outbound import CHANGE_APPROVAL_REQUESTED, VALIDATION_ESCALATED, OutboundEvent, change_source
 from shared.domain.policy import Policy, ValidationReport, ValidationSubject, Verdict, evaluate
-from shared.domain.resource_ids import ResourceId
+from shared.domain.resource_ids import ResourceId, normalize
 from shared.domain.tattoo import (
     VALIDATABLE,
     ImageTattoo,
@@ -53,6 +53,7 @@ from shared.errors import ConfigurationError, Conflict, GovernanceError, NotFoun
 from shared.ports import (
     AuditOutbox,
     BootTester,
+    ChangeFilter,
     ChangeRepository,
     EventPublisher,
     Gallery,
@@ -161,10 +162,15 @@ class ValidationGate:
     def validate_pending(self, correlation_id: str, *, limit: int = 100) -> list[ValidationOutcome]:
         """The timer: every version waiting for validation, and failed remediation builds."""
         outcomes: list[ValidationOutcome] = []
+        # Failed builds matter only for templates in remediation: one query, not one per failed build.
+        remediating = self._templates_in_remediation()
         for status in (TattooStatus.BUILT, TattooStatus.VALIDATING, TattooStatus.BUILD_FAILED):
             for tattoo in self._tattoos_in(status, limit):
                 try:
                     if status is TattooStatus.BUILD_FAILED:
+                        template = normalize(tattoo.template_id) if tattoo.template_id else None
+                        if tattoo.change_id or template not in remediating:
+                            continue
                         outcome = self.record_failed_build(tattoo.key, correlation_id)
                         if outcome is None:
                             continue
@@ -483,6 +489,16 @@ class ValidationGate:
         except NotFound:
             return False
         return delta_changes_of(template) != tattoo.delta_changes
+
+    def _templates_in_remediation(self) -> set[str]:
+        templates: set[str] = set()
+        continuation: str | None = None
+        while True:
+            page = self._changes.query(ChangeFilter(state=ChangeState.REMEDIATING), 100, continuation)
+            templates |= {normalize(change.template_id) for change in page.items}
+            continuation = page.continuation
+            if continuation is None:
+                return templates
 
     def _tattoos_in(self, status: TattooStatus, limit: int) -> list[ImageTattoo]:
         found: list[ImageTattoo] = []
