@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditActor, AuditEvent
+from shared.domain.change import Party
 from shared.domain.evidence import ScanSummary
 from shared.domain.identity import Identity
 from shared.domain.tattoo import ImageTattoo, Principal, TattooStatus, ValidationSummary
@@ -52,7 +53,7 @@ def tattoo_status_event(before: ImageTattoo | None, after: ImageTattoo, now: dat
         outcome=outcome,  # a member of Outcome, from the table above
         correlation_id=after.correlation_id or "unknown",
         subject=after.version_id or after.template_id,
-        initiator=_actor(after.initiator),
+        initiator=initiator_actor(after.initiator),
         base_image=after.base_image.describe() if after.base_image else None,
         delta_changes=tuple(change.model_dump() for change in after.delta_changes),
         target_regions=tuple(replica.region for replica in after.target_regions),
@@ -108,7 +109,8 @@ def rejected_partition(received: datetime) -> str:
     return f"rejected~{received.astimezone(UTC):%Y%m%d}"
 
 
-def _actor(principal: Principal | None) -> AuditActor | None:
+def initiator_actor(principal: Principal | None) -> AuditActor | None:
+    """Who started a build, as the audit trail names the initiator."""
     if principal is None:
         return None
     kind = principal.kind if principal.kind in ("user", "service_principal", "system") else "unknown"
@@ -163,3 +165,13 @@ def scan_submitted_event(tattoo: ImageTattoo, scan: ScanSummary, actor: AuditAct
             "report_sha256": scan.report_sha256,
         },
     )
+
+
+def party_actor(party: Party) -> AuditActor:
+    """A change request's party (its builder, a decider) as an audit actor."""
+    kind: Literal["user", "service_principal", "system"] = "user"
+    if party.auth_method == "system":
+        kind = "system"
+    elif party.auth_method == "callback":
+        kind = "service_principal"
+    return AuditActor(kind=kind, id=party.subject, display_name=party.name)

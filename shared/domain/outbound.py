@@ -28,6 +28,7 @@ DATA_CONTENT_TYPE = "application/json"
 CHANGE_APPROVAL_REQUESTED = "governance.change.approval_requested"
 CHANGE_APPROVED = "governance.change.approved"
 CHANGE_REJECTED = "governance.change.rejected"
+CHANGE_RELEASED = "governance.change.released"
 CHANGE_EXPIRED = "governance.change.expired"
 CHANGE_REMINDER = "governance.change.reminder"
 VALIDATION_ESCALATED = "governance.validation.escalated"
@@ -37,6 +38,7 @@ EVENT_TYPES = frozenset(
         CHANGE_APPROVAL_REQUESTED,
         CHANGE_APPROVED,
         CHANGE_REJECTED,
+        CHANGE_RELEASED,
         CHANGE_EXPIRED,
         CHANGE_REMINDER,
         VALIDATION_ESCALATED,

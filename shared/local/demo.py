@@ -57,11 +57,15 @@ def main() -> int:
         step(f"Starting Azurite and the local Functions host on 127.0.0.1:{port}")
         host = start_host_process(port, environ, scratch_dir / "host.log")
         try:
-            _run_stories(api, store, factory, azurite.connection_string, scratch_dir, servicenow_secret)
+            _run_stories(api, store, factory, azurite.connection_string, scratch_dir, secret=servicenow_secret)
         except DemoFailed as failure:
-            print(f"\nDEMO FAILED: {failure}\n(host log: {scratch_dir / 'host.log'})", file=sys.stderr)
+            print(f"\nDEMO FAILED: {failure}\nThe end of the host's log:", file=sys.stderr)
             print((scratch_dir / "host.log").read_text()[-3000:], file=sys.stderr)
             return 1
+        except Exception:
+            print("\nDEMO BROKE. The end of the host's log:", file=sys.stderr)
+            print((scratch_dir / "host.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             stop_host_process(host)
     print(f"\nEverything the demo started has stopped ({time.monotonic() - began:.0f} s). "
@@ -70,7 +74,7 @@ def main() -> int:
 
 
 def _run_stories(
-    api: Api, store: ArmStore, factory: SampleFactory, connection: str, scratch: Path, servicenow_secret: str
+    api: Api, store: ArmStore, factory: SampleFactory, connection: str, scratch: Path, *, secret: str
 ) -> None:
     started = datetime.now(UTC).replace(microsecond=0)
     cast = Cast.issued(scratch / "dev-issuer-key.pem")
@@ -78,9 +82,7 @@ def _run_stories(
     validated = run_validation_story(
         api, cast, store, factory, windows_version=windows_version, linux_version=linux_version
     )
-    run_approval_story(
-        api, cast, validated, connection=connection, servicenow_secret=servicenow_secret, started=started
-    )
+    run_approval_story(api, cast, validated, connection=connection, servicenow_secret=secret, started=started)
     run_audit_story(api, connection, scratch / "audit-signing-key.pem")
 
 
@@ -142,7 +144,7 @@ def _print_tattoos(tattoos: list[dict[str, Any]]) -> None:
             t.get("run_id") or "-",
             f"{base.get('offer')}:{base.get('sku')}:{base.get('exact_version')}" if base else "-",
             (t.get("initiator") or {}).get("name") or "-",
-            clip(t.get("reason") or "", 60),
+            clip(t.get("reason") or "", 44),
         ))  # fmt: skip
     print_table(("IMAGE VERSION", "STATUS", "TEMPLATE / RUN", "BASE IMAGE", "BUILT BY", "REASON"), rows)
 
@@ -157,8 +159,9 @@ def _print_provenance(tattoo: dict[str, Any]) -> None:
         "built": f"{tattoo['build_started']} .. {tattoo['build_finished']}",
         "initiator": f"{initiator.get('name')} ({initiator.get('kind')}, object id {initiator.get('id')})",
         "delta changes": ", ".join(f"{c['kind']}:{c['name']}" for c in tattoo.get("delta_changes", [])),
-        "target regions": ", ".join(f"{r['region']} x{r['replicas']} {r['storage_account_type']}"
-                                    for r in tattoo.get("target_regions", [])),  # fmt: skip
+        "target regions": ", ".join(
+            f"{r['region']} x{r['replicas']} {r['storage_account_type']}" for r in tattoo.get("target_regions", [])
+        ),
         "published / end of life": f"{tattoo.get('published_date')} / {tattoo.get('end_of_life_date')}",
         "exclude from latest": tattoo.get("exclude_from_latest"),
         "tags": ", ".join(f"{k}={v}" for k, v in (tattoo.get("tags") or {}).items()),

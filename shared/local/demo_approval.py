@@ -51,8 +51,9 @@ def _refused(api: Api, change_id: str, person: Person, what: str) -> None:
     problem = _problem(response)
     print(f"  {what}: HTTP {response.status_code} {response.headers.get('Content-Type')} "
           f"code={problem.get('code')}: {problem.get('detail')}")  # fmt: skip
-    expect(response.status_code == 403 and response.headers.get("Content-Type", "").startswith(
-        "application/problem+json") and problem.get("code"), "the builder may not approve (403 problem+json with code)")  # fmt: skip
+    is_problem = response.headers.get("Content-Type", "").startswith("application/problem+json")
+    expect(response.status_code == 403 and is_problem and bool(problem.get("code")),
+           "the builder may not approve (403 problem+json with a code)")  # fmt: skip
 
 
 def _decide(api: Api, change_id: str, decision: str, person: Person, state: str) -> None:
@@ -112,15 +113,15 @@ def _final_table(api: Api, cast: Cast) -> None:
         change_id = tattoo.get("change_id")
         if change_id and change_id not in changes:
             changes[change_id] = api.get_json(f"changes/{change_id}", cast.auditor)
-        change = changes.get(change_id or "")
-        attempt = next((a for a in change["attempts"] if a["version_id"] == tattoo["version_id"]), None) if change else None
-        candidate = change is not None and change["version_id"] == tattoo["version_id"]
+        change = changes.get(change_id or "") or {"attempts": [], "decisions": [], "version_id": None}
+        attempt = next((a for a in change["attempts"] if a["version_id"] == tattoo["version_id"]), None)
+        candidate = change["version_id"] == tattoo["version_id"]
         approvers = [_decider(d, cast) for d in change["decisions"] if d["action"] == "approve"] if candidate else []
         rows.append((
             f"{tattoo['gallery']}/{tattoo['image']}/{tattoo['version'] or '-'}",
             tattoo["status"],
-            f"{change_id} {change['state']}" if change else "-",
-            f"{attempt['number']} of {len(change['attempts'])}" if change and attempt else "-",
+            f"{change_id} {change['state']}" if change_id else "-",
+            f"{attempt['number']} of {len(change['attempts'])}" if attempt else "-",
             ", ".join(approvers) or "-",
         ))  # fmt: skip
     print_table(("IMAGE VERSION", "STATUS", "CHANGE", "ATTEMPT", "APPROVED BY"), rows)
@@ -141,4 +142,3 @@ def _problem(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-

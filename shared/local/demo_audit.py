@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
@@ -39,13 +40,11 @@ def run_audit_story(api: Api, connection: str, key_file: Path) -> None:
     records = api.audit(EXPECTED_RECORDS)
     rows = []
     for record in sorted(records, key=lambda r: r["timestamp"]):
-        who = (record.get("initiator") or record["actor"]).get("display_name") or "-"
-        subject = (record.get("subject") or "").rsplit("/providers/", 1)[-1]
-        subject = subject.replace("Microsoft.Compute/galleries/", "").replace("/images/", "/").replace("/versions/", "/")
         note = record.get("reason") if record["outcome"] != "success" else record.get("change_id")
-        rows.append((record["timestamp"][11:23], f"{record['shard']:>2} #{record['sequence']:<3}", record["action"],
-                     record["outcome"], clip(subject, 56), clip(who, 24), clip(note or "", 60)))  # fmt: skip
-    print_table(("TIME", "SHARD", "ACTION", "OUTCOME", "SUBJECT", "WHO", "CHANGE / REASON"), rows)
+        rows.append((record["timestamp"][11:23], f"{record['shard']:>2}#{record['sequence']:<3}", record["action"],
+                     record["outcome"], clip(_short_subject(record.get("subject")), 40), _who(record["actor"]),
+                     _who(record.get("initiator")), clip(note or "", 44)))  # fmt: skip
+    print_table(("TIME", "SHARD#", "ACTION", "OUTCOME", "SUBJECT", "ACTOR", "INITIATOR", "CHANGE / REASON"), rows)
 
     step("The seal_audit_digest timer signs a digest of the archive")
     api.timer("seal_audit_digest")
@@ -66,6 +65,25 @@ def run_audit_story(api: Api, connection: str, key_file: Path) -> None:
     print(f"  changed 'ada.builder' to 'eve.builder' in {segment.relative_to(tampered)}")
     caught = _verify(tampered, public_key)
     expect(caught == 1, "the tampered archive fails verification")
+
+
+def _who(party: dict[str, Any] | None) -> str:
+    """A short name: the app, a person's name, a UPN's user part, or the start of an object id."""
+    if not party:
+        return "-"
+    if party.get("kind") == "system":
+        return "app"
+    name = str(party.get("display_name") or party.get("id") or "?")
+    return clip(name.split("@", 1)[0], 16)
+
+
+def _short_subject(subject: str | None) -> str:
+    """`gallery/image/version` of a version id, `imageTemplates/name` of a template id."""
+    tail = (subject or "").rsplit("/providers/", 1)[-1]
+    for long, brief in (("Microsoft.Compute/galleries/", ""), ("/images/", "/"), ("/versions/", "/"),
+                        ("Microsoft.VirtualMachineImages/", "")):  # fmt: skip
+        tail = tail.replace(long, brief)
+    return tail
 
 
 def _download_archive(connection: str, target: Path) -> int:

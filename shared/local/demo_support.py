@@ -90,11 +90,11 @@ class Api:
         self.webhook = f"{base}/runtime/webhooks/EventGrid?functionName=build_events"
         self.session = requests.Session()
 
-    def get(self, path: str, person: Person | None = None, **params: str) -> requests.Response:
+    def get(self, path: str, person: Person | None = None, /, **params: str) -> requests.Response:
         headers = person.bearer if person else {}
         return self.session.get(f"{self.base}/api/{path}", params=params, headers=headers, timeout=30)
 
-    def get_json(self, path: str, person: Person | None = None, **params: str) -> Any:
+    def get_json(self, path: str, person: Person | None = None, /, **params: str) -> Any:
         response = self.get(path, person, **params)
         expect(response.status_code == 200, f"GET /api/{path}: HTTP {response.status_code} {response.text[:300]}")
         return response.json()
@@ -110,9 +110,8 @@ class Api:
         expect(response.status_code == 202, f"the {name} timer ran (HTTP {response.status_code})")
 
     def deliver(self, event: dict[str, Any]) -> int:
-        response = self.session.post(
-            self.webhook, json=[event], headers={"aeg-event-type": "Notification"}, timeout=60
-        )
+        headers = {"aeg-event-type": "Notification"}
+        response = self.session.post(self.webhook, json=[event], headers=headers, timeout=60)
         expect(response.status_code == 202, f"the webhook accepted the event (HTTP {response.status_code})")
         return response.status_code
 
@@ -125,7 +124,7 @@ class Api:
         continuation: str | None = None
         while True:
             extra = {"continuationToken": continuation} if continuation else {}
-            page = self.get_json("images", top="100", **params, **extra)
+            page = self.get_json("images", None, top="100", **params, **extra)
             found += page["value"]
             continuation = page.get("continuationToken")
             if not continuation:
@@ -141,7 +140,8 @@ class Api:
             "completed": datetime.now(UTC).isoformat(),
         }
         response = self.post(f"images/{image_path(version_id)}/scans", body, person)
-        expect(response.status_code in (200, 201), f"the scan was accepted (HTTP {response.status_code} {response.text[:300]})")
+        accepted = response.status_code in (200, 201)
+        expect(accepted, f"the scan was accepted (HTTP {response.status_code} {response.text[:300]})")
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -166,7 +166,7 @@ class Api:
         continuation: str | None = None
         while True:
             extra = {"continuationToken": continuation} if continuation else {}
-            page = self.get_json("audit", top="500", **extra)
+            page = self.get_json("audit", None, top="500", **extra)
             records += page["value"]
             continuation = page.get("continuationToken")
             if not continuation:

@@ -28,28 +28,32 @@ class Validated:
 def run_validation_story(
     api: Api, cast: Cast, store: ArmStore, factory: SampleFactory, *, windows_version: str, linux_version: str
 ) -> Validated:
-    windows_change = _passing_build(api, cast, windows_version)
+    windows_change = _passing_build(api, cast, windows_version, waiting=linux_version)
     _failing_build(api, cast, store, factory)
     linux_change = _remediated_build(api, cast, linux_version)
     _dry_run(api, cast, windows_version)
     return Validated(windows_version, windows_change, linux_change)
 
 
-def _passing_build(api: Api, cast: Cast, version_id: str) -> str:
+def _passing_build(api: Api, cast: Cast, version_id: str, *, waiting: str) -> str:
     step(f"Validation gate: {image_path(version_id)} is scanned, boot-tested and passes")
     answer = _scan(api, cast, version_id, critical=0, high=0, medium=4, low=11)
-    waiting = ", ".join(answer["validation"]["waiting_for"]) if answer.get("validation") else "-"
-    print(f"  pipeline POST .../scans (0 critical, 0 high, 4 medium): {answer['status']}, {clip(waiting, 80)}")
+    awaited = ", ".join(answer["validation"]["waiting_for"]) if answer.get("validation") else "-"
+    print(f"  pipeline POST .../scans (0 critical, 0 high, 4 medium): {answer['status']}, {clip(awaited, 80)}")
     expect(answer["status"] == "validating", f"a clean scan leaves the boot test to wait for, got {answer['status']}")
     api.timer("validate_images")
     tattoo = api.image(version_id)
     boot = tattoo.get("boot_test") or {}
-    print(f"  validate_images timer: boot test {boot.get('outcome')} on VM {boot.get('vm_name')} "
+    print(f"  validate_images timer: boot test {boot.get('outcome')} on throw-away VM {boot.get('vm_name')} "
           f"(deleted: {boot.get('vm_deleted')}); status {tattoo['status']}")  # fmt: skip
+    other = api.image(waiting)
+    print(f"  (the same timer boot-tested {image_path(waiting)} too: {(other.get('boot_test') or {}).get('outcome')}, "
+          f"{other['status']}, waiting for its scan)")  # fmt: skip
+    expect(other["status"] == "validating", f"{image_path(waiting)} waits for its scan, got {other['status']}")
     expect(tattoo["status"] == "awaiting_approval", f"the build awaits approval, got {tattoo['status']}")
     report = api.get_json(f"images/{image_path(version_id)}/validation")
-    print(f"  validation report (GET .../validation): verdict {report['verdict']}, policy {report['policy_name']} "
-          f"{report['policy_version']}, sha256 {report['policy_sha256'][:16]}…, environment {report['environment']}")  # fmt: skip
+    print(f"  validation report (GET .../validation): verdict {report['verdict']}, environment {report['environment']}")
+    print(f"  policy {report['policy_name']} version {report['policy_version']}, sha256 {report['policy_sha256']}")
     _print_report(report["results"])
     expect(report["verdict"] == "passed", "the report's verdict is passed")
     return str(tattoo["change_id"])
@@ -91,9 +95,11 @@ def _remediated_build(api: Api, cast: Cast, first_version: str) -> str:
     step(f"Validation gate: {image_path(first_version)} has critical findings, is rebuilt and passes")
     answer = _scan(api, cast, first_version, critical=2, high=1, medium=7)
     validation = answer.get("validation") or {}
-    print(f"  pipeline POST .../scans (2 critical, 1 high): {answer['status']}, "
-          f"retryable: {validation.get('retryable')}: {clip('; '.join(f['reason'] for f in validation.get('failures', [])), 80)}")  # fmt: skip
-    expect(answer["status"] == "validation_failed" and validation.get("retryable"), "a retryable validation failure")
+    reasons = "; ".join(f"{f['rule']}: {f['reason']}" for f in validation.get("failures", []))
+    retryable = bool(validation.get("retryable"))
+    print(f"  pipeline POST .../scans (2 critical, 1 high): {answer['status']}, retryable: {retryable}")
+    print(f"    {clip(reasons, 130)}")
+    expect(answer["status"] == "validation_failed" and retryable, "a retryable validation failure")
     tattoo = api.image(first_version)
     change_id = str(tattoo["change_id"])
     change = api.get_json(f"changes/{change_id}", cast.auditor)
@@ -103,8 +109,8 @@ def _remediated_build(api: Api, cast: Cast, first_version: str) -> str:
     expect(len(rebuilt) == 1, f"the re-run's events reached the webhook: one new version, got {len(rebuilt)}")
     second = str(rebuilt[0]["version_id"])
     initiator = rebuilt[0]["initiator"]
-    print(f"  its events reached the webhook: {image_path(second)} built, started by {initiator['kind']} {initiator['name']} "
-          "(the function app's identity)")  # fmt: skip
+    print(f"  its events reached the webhook: {image_path(second)} built, run by the function app's identity "
+          f"({initiator['kind']} {initiator['name'][:8]}…)")  # fmt: skip
     answer = _scan(api, cast, second, critical=0, high=0, medium=2)
     api.timer("validate_images")
     tattoo = api.image(second)
@@ -135,7 +141,7 @@ def _dry_run(api: Api, cast: Cast, version_id: str) -> None:
     print(f"  {image_path(version_id)} in production: {report['verdict']}; "
           f"{len(failing)} of {len(report['results'])} rules fail:")  # fmt: skip
     for result in failing:
-        print(f"    x {result['rule']:<22} {result['severity']:<8} {clip(result['reason'], 100)}")
+        print(f"    FAIL {result['rule']:<22} {result['severity']:<8} {clip(result['reason'], 100)}")
     expect(api.image(version_id) == before, "the dry run changed nothing on the tattoo")
     print(f"  the tattoo is unchanged (still {before['status']}, last updated {before['last_updated']})")
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
-from shared.domain.audit_events import actor_of, derived_record_id
+from shared.domain.audit_events import actor_of, derived_record_id, party_actor
 from shared.domain.change import ChangePolicy, ChangeRequest, ChangeState
 from shared.domain.change_decisions import approve, cancel, reject, release
 from shared.domain.change_lifecycle import expire, remind
@@ -34,6 +34,7 @@ from shared.domain.outbound import (
     CHANGE_APPROVED,
     CHANGE_EXPIRED,
     CHANGE_REJECTED,
+    CHANGE_RELEASED,
     CHANGE_REMINDER,
     OutboundEvent,
     change_source,
@@ -64,7 +65,11 @@ _MIRRORED = {
     ChangeState.EXPIRED: TattooStatus.EXPIRED,
     ChangeState.AWAITING_APPROVAL: TattooStatus.AWAITING_APPROVAL,
 }
-_ANNOUNCED = {ChangeState.APPROVED: CHANGE_APPROVED, ChangeState.REJECTED: CHANGE_REJECTED}
+_ANNOUNCED = {
+    ChangeState.APPROVED: CHANGE_APPROVED,
+    ChangeState.REJECTED: CHANGE_REJECTED,
+    ChangeState.RELEASED: CHANGE_RELEASED,
+}
 
 
 class Refused(GovernanceError):
@@ -289,7 +294,7 @@ class Approvals:
             correlation_id=correlation_id,
             subject=change.version_id,
             change_id=change.id,
-            initiator=None,
+            initiator=party_actor(change.initiator),
             approvers=tuple(change.approvers),
             reason=last.reason if last else None,
             details=details,

@@ -32,12 +32,18 @@ from datetime import datetime, timedelta
 
 from shared.domain.arm import GalleryImageDefinition
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
-from shared.domain.audit_events import derived_record_id, tattoo_status_event
+from shared.domain.audit_events import derived_record_id, initiator_actor, party_actor, tattoo_status_event
 from shared.domain.change import ChangePolicy, ChangeRequest, ChangeState, Party
 from shared.domain.change_lifecycle import ValidationResult, open_change, record_attempt
 from shared.domain.change_result import Decision
 from shared.domain.evidence import BootTestRequest, BootTestResult
-from shared.domain.outbound import CHANGE_APPROVAL_REQUESTED, VALIDATION_ESCALATED, OutboundEvent, change_source
+from shared.domain.outbound import (
+    CHANGE_APPROVAL_REQUESTED,
+    VALIDATION_ESCALATED,
+    OutboundEvent,
+    change_source,
+    image_version_source,
+)
 from shared.domain.policy import Policy, ValidationReport, ValidationSubject, Verdict, evaluate
 from shared.domain.resource_ids import ResourceId, normalize
 from shared.domain.tattoo import (
@@ -193,16 +199,18 @@ class ValidationGate:
             return ValidationOutcome(key, "unchanged", tattoo.status, tattoo.change_id, detail=detail)
         environment = self.environment_of(tattoo)
         definition = self._definition(tattoo)
+        # Opened before any evidence is gathered, so every record of this build names its change.
+        change = self._ensure_change(tattoo, environment, correlation_id)
         if run_boot_test and tattoo.boot_test is None and self._boot_test_required(environment):
-            tattoo = self._run_boot_test(tattoo, definition, environment, correlation_id)
+            tattoo = self._run_boot_test(tattoo, definition, environment, change.id, correlation_id)
         now = self._clock()
         subject = ValidationSubject.from_tattoo(
             tattoo, environment=environment, definition=definition, scans=tattoo.scans, boot_test=tattoo.boot_test
         )
         report = evaluate(self._policy, subject, now)
         if report.verdict is Verdict.WAITING:
-            return self._wait(tattoo, report, environment, correlation_id)
-        return self._decide(tattoo, report, environment, correlation_id)
+            return self._wait(tattoo, report, change, correlation_id)
+        return self._decide(tattoo, report, environment, change, correlation_id)
 
     def record_failed_build(self, key: TattooKey, correlation_id: str) -> ValidationOutcome | None:
         """A remediation re-run that failed to build uses up an attempt of its template's change."""
@@ -240,9 +248,8 @@ class ValidationGate:
     # --- steps ---------------------------------------------------------------------------------
 
     def _wait(
-        self, tattoo: ImageTattoo, report: ValidationReport, environment: str, correlation_id: str
+        self, tattoo: ImageTattoo, report: ValidationReport, change: ChangeRequest, correlation_id: str
     ) -> ValidationOutcome:
-        change = self._ensure_change(tattoo, environment, correlation_id)
         previous = tattoo.validation
         if (
             tattoo.status is TattooStatus.VALIDATING
@@ -258,7 +265,12 @@ class ValidationGate:
         return ValidationOutcome(tattoo.key, "waiting", status, change.id, change.state, _waiting(report))
 
     def _decide(
-        self, tattoo: ImageTattoo, report: ValidationReport, environment: str, correlation_id: str
+        self,
+        tattoo: ImageTattoo,
+        report: ValidationReport,
+        environment: str,
+        change: ChangeRequest,
+        correlation_id: str,
     ) -> ValidationOutcome:
         passed = report.verdict is Verdict.PASSED
         retryable = report.retryable or (not passed and self._template_changed(tattoo))
@@ -270,7 +282,6 @@ class ValidationGate:
             reasons=report.blocking_reasons,
             policy_hash=report.policy_sha256,
         )
-        change = self._ensure_change(tattoo, environment, correlation_id)
         change = self._record_on_change(change.id, tattoo, result, environment, correlation_id)
         attempt = next((a for a in change.attempts if a.run_id == tattoo.run_id), None)
         summary = self._summary(tattoo, report, attempt.number if attempt else len(change.attempts))
@@ -375,9 +386,15 @@ class ValidationGate:
             self._announce(change, CHANGE_APPROVAL_REQUESTED, last.at, {"expires_at": str(change.expires_at)})
 
     def _announce(self, change: ChangeRequest, event_type: str, at: datetime, data: dict[str, object]) -> None:
+        # Escalations are about the image (docs/outbound-events.md); requests are about the change.
+        source = (
+            image_version_source(change.gallery, change.image, change.version)
+            if event_type == VALIDATION_ESCALATED
+            else change_source(change.id)
+        )
         event = OutboundEvent.derived(
             event_type,
-            change_source(change.id),
+            source,
             at,
             subject=change.version_id,
             data={"change_id": change.id, "state": change.state.value, "version_id": change.version_id,
@@ -415,7 +432,13 @@ class ValidationGate:
 
     def _summary(self, tattoo: ImageTattoo, report: ValidationReport, attempt: int) -> ValidationSummary:
         blob, digest = self._keep_report(tattoo.key, report.model_dump_json().encode())
-        failures = tuple(_finding(r.rule, r.severity, r.reason) for r in report.results if r.blocking)
+        # A failed verdict names what failed for good; evidence still awaited shows in `waiting_for`.
+        awaited_counts = report.verdict is Verdict.WAITING
+        failures = tuple(
+            _finding(r.rule, r.severity, r.reason)
+            for r in report.results
+            if r.blocking and (awaited_counts or not r.awaiting_evidence)
+        )
         warnings = tuple(
             _finding(r.rule, r.severity, r.reason)
             for r in report.results
@@ -451,7 +474,12 @@ class ValidationGate:
         return loaded is not None and bool(getattr(loaded.params, "required", True))
 
     def _run_boot_test(
-        self, tattoo: ImageTattoo, definition: GalleryImageDefinition | None, environment: str, correlation_id: str
+        self,
+        tattoo: ImageTattoo,
+        definition: GalleryImageDefinition | None,
+        environment: str,
+        change_id: str,
+        correlation_id: str,
     ) -> ImageTattoo:
         assert tattoo.version_id is not None
         os_type = definition.properties.os_type if definition and definition.properties.os_type else "Linux"
@@ -476,7 +504,7 @@ class ValidationGate:
             if current.boot_test is not None:
                 return None  # another instance's boot test was kept first
             updated = current.model_copy(update={"boot_test": _bounded(result), "last_updated": self._clock()})
-            return updated, [_boot_test_event(current, result, correlation_id)]
+            return updated, [_boot_test_event(current, result, change_id, correlation_id)]
 
         return update_tattoo(self._tattoos, self._audit, tattoo.key, keep).after
 
@@ -558,6 +586,7 @@ def _change_event(change: ChangeRequest, action: str, correlation_id: str) -> Au
         correlation_id=correlation_id,
         subject=change.version_id,
         change_id=change.id,
+        initiator=party_actor(change.initiator),
         policy_hash=last.policy_hash if last else None,
         reason="; ".join(last.reasons) if last and last.reasons else None,
         details={
@@ -570,7 +599,7 @@ def _change_event(change: ChangeRequest, action: str, correlation_id: str) -> Au
     )
 
 
-def _boot_test_event(tattoo: ImageTattoo, result: BootTestResult, correlation_id: str) -> AuditEvent:
+def _boot_test_event(tattoo: ImageTattoo, result: BootTestResult, change_id: str, correlation_id: str) -> AuditEvent:
     key = tattoo.key
     return AuditEvent(
         record_id=derived_record_id(f"boot-test:{key.partition}/{key.row}"),
@@ -580,7 +609,8 @@ def _boot_test_event(tattoo: ImageTattoo, result: BootTestResult, correlation_id
         outcome="success" if result.outcome.value == "passed" else "failure",
         correlation_id=correlation_id,
         subject=tattoo.version_id,
-        change_id=tattoo.change_id,
+        change_id=change_id,
+        initiator=initiator_actor(tattoo.initiator),
         reason=result.message,
         details={
             "outcome": result.outcome.value,

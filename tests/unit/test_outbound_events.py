@@ -94,6 +94,7 @@ def test_every_event_type_is_a_governance_type_with_a_constant() -> None:
         "governance.change.approval_requested",
         "governance.change.approved",
         "governance.change.rejected",
+        "governance.change.released",
         "governance.change.expired",
         "governance.change.reminder",
         "governance.validation.escalated",

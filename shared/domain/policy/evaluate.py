@@ -71,6 +71,8 @@ def _report(
         verdict = Verdict.WAITING
     else:
         verdict = Verdict.FAILED
+        # What failed for good is the reason; evidence still awaited is not why it failed.
+        blocking = [reason for reason in blocking if reason not in awaited]
     return ValidationReport.trusted(
         schema_version=1,
         policy_name=policy.name,
