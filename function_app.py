@@ -278,7 +278,8 @@ def change_callback(req: func.HttpRequest, context: func.Context) -> func.HttpRe
         receipt = services.approvals.decide(
             body.change_id, body.decision, verified.identity,
             ticket=body.ticket, reason=body.reason, correlation_id=context.invocation_id,
-            idempotency_key=f"{system}:{body.ticket}:{body.decision}",
+            # One decision per person per ticket: a second approver on the same ticket is a new decision.
+            idempotency_key=f"{system}:{body.ticket}:{body.decision}:{body.approver}",
         )  # fmt: skip
         return _change_response(receipt.change, receipt.etag)
 

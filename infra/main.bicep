@@ -8,6 +8,8 @@
 //   its event subscription and a delete lock) and one narrowly scoped custom role are all it adds there.
 // Keeping the governance app out of the factory's group means whoever can change the factory cannot
 // change the governance app or its audit storage (separation of duties).
+// A third group, `rg-<environment>-boottest` (created here), holds only an isolated network and the
+// validation gate's throw-away boot test VMs; the app may manage VMs there and nowhere else.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -55,6 +57,33 @@ param auditDigestSchedule string = ''
 @description('NCRONTAB (UTC) for the audit outbox timer; empty means every 5 minutes, the app default.')
 param auditOutboxSchedule string = ''
 
+@description('NCRONTAB (UTC) for validate_images (the validation gate, boot tests included); empty means every 5 minutes, the app default.')
+param validateSchedule string = ''
+
+@description('NCRONTAB (UTC) for expire_changes (approval reminders and expiry); empty means every 30 minutes, the app default.')
+param expireSchedule string = ''
+
+@description('Policy environment for versions in a gallery the policy file\'s environments do not name.')
+param policyEnvironment string = 'production'
+
+@description('Strict separation of duties: the publisher who releases a change may not be one of its approvers.')
+param approvalSodStrict bool = true
+
+@description('AUTH_AUDIENCE: the API app registration\'s App ID URI and/or client id, comma-separated (docs/operations.md, "Entra app registration"). Empty leaves every role-checked HTTP route refusing with a configuration error.')
+param authAudience string = ''
+
+@description('Optional AUTH_GROUP_ROLES: Entra group object ids mapped to app roles, "<group id>=Approver;<group id>=Builder,Publisher" or JSON.')
+param authGroupRoles string = ''
+
+@description('Name of an existing Key Vault secret (in this environment\'s vault) holding the ServiceNow callback HMAC secret. Empty: ServiceNow callbacks are not accepted. Create the secret first (docs/operations.md, "Change-system callbacks").')
+param callbackServiceNowSecretName string = ''
+
+@description('Address space of the boot test\'s isolated network (one subnet). Nothing peers with it.')
+param bootTestAddressPrefix string = '10.200.0.0/24'
+
+@description('Region of the boot test network; empty means `location`. A boot test VM is created in its image definition\'s region and its NIC must be in a subnet of that region: set this to the staging gallery\'s region when it differs.')
+param bootTestLocation string = ''
+
 @description('Create the Event Grid subscription to build_events. Leave false on the first `azd up`: the postdeploy hook creates it once the function exists and then sets this to true (see docs/operations.md).')
 param buildEventsSubscriptionEnabled bool = false
 
@@ -76,7 +105,9 @@ param governanceStorageSku string = 'Standard_LRS'
 
 // Names the app reads through its settings; the defaults match shared/settings.py.
 param tattooTableName string = 'imagetattoos'
+param callbackNonceTableName string = 'callbacknonces'
 param rejectedEventsContainerName string = 'rejected-events'
+param validationReportsContainerName string = 'validation-reports'
 param auditContainerName string = 'audit'
 param deadLetterContainerName string = 'eventgrid-deadletter'
 // Key that signs audit digests; its versionless URI becomes AUDIT_KEY_VAULT_KEY_ID.
@@ -97,6 +128,8 @@ var systemTopicName = !empty(imageFactorySystemTopicName) ? imageFactorySystemTo
 var eventsTopicName = 'evgt-governance-${resourceToken}'
 // The function the Event Grid subscription delivers to. Its name is stable (function_app.py).
 var buildEventsFunctionName = 'build_events'
+// The boot test's throw-away group: an isolated network and, briefly, the VMs the validation gate boots.
+var bootTestResourceGroupName = 'rg-${environmentName}-boottest'
 
 var templateNames = filter(map(split(buildTemplateNames, ','), n => trim(n)), n => !empty(n))
 var buildTemplateIds = join(
@@ -114,6 +147,12 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 
 resource imageFactoryRg 'Microsoft.Resources/resourceGroups@2024-03-01' existing = {
   name: imageFactoryResourceGroupName
+}
+
+resource bootTestRg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: bootTestResourceGroupName
+  location: !empty(bootTestLocation) ? bootTestLocation : location
+  tags: tags
 }
 
 module identity 'app/identity.bicep' = {
@@ -157,7 +196,9 @@ module governanceStorage 'app/governance-storage.bicep' = {
     tags: tags
     skuName: governanceStorageSku
     tattooTableName: tattooTableName
+    callbackNonceTableName: callbackNonceTableName
     rejectedEventsContainerName: rejectedEventsContainerName
+    validationReportsContainerName: validationReportsContainerName
     deadLetterContainerName: deadLetterContainerName
     auditContainerName: auditContainerName
     auditRetentionDays: auditRetentionDays
@@ -186,6 +227,17 @@ module systemTopic 'app/eventgrid-topic.bicep' = {
     name: systemTopicName
     tags: tags
     deleteLock: deleteLocks
+  }
+}
+
+module bootTest 'app/boot-test.bicep' = {
+  name: 'boot-test-network'
+  scope: bootTestRg
+  params: {
+    vnetName: 'vnet-boottest-${resourceToken}'
+    location: !empty(bootTestLocation) ? bootTestLocation : location
+    tags: tags
+    addressPrefix: bootTestAddressPrefix
   }
 }
 
@@ -220,6 +272,7 @@ module rbacApp 'app/rbac.bicep' = {
     systemTopicPrincipalId: systemTopic.outputs.principalId
     operatorsPrincipalId: operatorsPrincipalId
     auditReadersPrincipalId: auditReadersPrincipalId
+    callbackSecretName: callbackServiceNowSecretName
   }
 }
 
@@ -228,6 +281,29 @@ module rbacImageFactory 'app/rbac.bicep' = {
   scope: imageFactoryRg
   params: {
     target: 'imageFactory'
+    environmentName: environmentName
+    appPrincipalId: identity.outputs.principalId
+    // Unused by this target, but every name must be a valid string (plain names: no needless waits).
+    governanceStorageAccountName: governanceStorageName
+    hostStorageAccountName: hostStorageName
+    applicationInsightsName: applicationInsightsName
+    rejectedEventsContainerName: rejectedEventsContainerName
+    deadLetterContainerName: deadLetterContainerName
+    auditContainerName: auditContainerName
+    keyVaultName: keyVaultName
+    auditSigningKeyName: auditSigningKeyName
+    eventsTopicName: eventsTopicName
+    systemTopicPrincipalId: ''
+    operatorsPrincipalId: ''
+    auditReadersPrincipalId: ''
+  }
+}
+
+module rbacBootTest 'app/rbac.bicep' = {
+  name: take('rbac-boottest-${environmentName}', 64)
+  scope: bootTestRg
+  params: {
+    target: 'bootTest'
     environmentName: environmentName
     appPrincipalId: identity.outputs.principalId
     // Unused by this target, but every name must be a valid string (plain names: no needless waits).
@@ -260,7 +336,7 @@ module functionApp 'app/function-app.bicep' = {
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     // Names are read by shared/settings.py and by binding expressions in function_app.py: keep them exact.
-    appSettings: {
+    appSettings: union({
       GOVERNANCE_MODE: 'azure'
       AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
       GOVSTORAGE__blobServiceUri: governanceStorage.outputs.blobEndpoint
@@ -274,6 +350,8 @@ module functionApp 'app/function-app.bicep' = {
       RECONCILE_SCHEDULE: !empty(reconcileSchedule) ? reconcileSchedule : '0 */15 * * * *'
       TATTOO_TABLE: tattooTableName
       REJECTED_EVENTS_CONTAINER: rejectedEventsContainerName
+      VALIDATION_REPORTS_CONTAINER: validationReportsContainerName
+      CALLBACK_NONCE_TABLE: callbackNonceTableName
       // Audit trail (docs/audit-format.md). App settings are strings: AUDIT_SHARDS is parsed by the app.
       AUDIT_CONTAINER: auditContainerName
       // Part of the archive layout (shard=SS in every segment path): decide before the first record.
@@ -285,17 +363,31 @@ module functionApp 'app/function-app.bicep' = {
       // Deliberately absent: AUDIT_SIGNING_KEY_FILE (development only; the app rejects it in Azure) and
       // AUDIT_ALLOW_MUTABLE_CONTAINER (break-glass override of the WORM check; must stay unset in Azure,
       // and every provision removes it again because this resource replaces all app settings).
-      // Validation gate: the policy ships with the code (policies/); the timer evaluates built versions.
-      VALIDATE_SCHEDULE: '0 */5 * * * *'
-      EXPIRE_SCHEDULE: '0 */30 * * * *'
-      APPROVAL_SOD_STRICT: 'true'
-      POLICY_ENVIRONMENT: 'production'
+      // Validation gate: the policy ships with the code (policies/, POLICY_FILE left at its default); the
+      // timer evaluates built versions. The approval workflow's timer reminds and expires.
+      VALIDATE_SCHEDULE: !empty(validateSchedule) ? validateSchedule : '0 */5 * * * *'
+      EXPIRE_SCHEDULE: !empty(expireSchedule) ? expireSchedule : '0 */30 * * * *'
+      APPROVAL_SOD_STRICT: approvalSodStrict ? 'true' : 'false'
+      POLICY_ENVIRONMENT: policyEnvironment
+      // Boot tests: throw-away VMs in their own group, NICs in its isolated subnet.
+      BOOT_TEST_RESOURCE_GROUP_ID: bootTestRg.id
+      BOOT_TEST_SUBNET_ID: bootTest.outputs.subnetId
+      // HTTP API authentication: Entra ID bearer tokens of this tenant, for the API's app registration.
+      // An empty AUTH_AUDIENCE or AUTH_GROUP_ROLES counts as unset.
+      AUTH_MODE: 'jwt'
+      AUTH_TENANT_ID: tenant().tenantId
+      AUTH_AUDIENCE: authAudience
+      AUTH_GROUP_ROLES: authGroupRoles
       // Outbound governance events: published with the identity (EventGrid Data Sender on this topic only).
       EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
-    }
+    }, empty(callbackServiceNowSecretName) ? {} : {
+      // ServiceNow's signed callbacks: the HMAC secret as a versionless Key Vault reference (the platform
+      // resolves the current version with the identity; Key Vault Secrets User on this secret only).
+      CALLBACK_SECRETS__SERVICENOW: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/${callbackServiceNowSecretName})'
+    })
   }
-  // Grant storage access before the host starts, so its first start does not fail on 403s.
-  dependsOn: [rbacApp]
+  // Grant storage (and Key Vault secret) access before the host starts, so its first start does not fail on 403s.
+  dependsOn: [rbacApp, rbacBootTest]
 }
 
 // ORDERING: an AzureFunction endpoint is validated against the function resource
@@ -329,6 +421,7 @@ output GOVERNANCE_STORAGE_ACCOUNT_NAME string = governanceStorage.outputs.name
 output GOVERNANCE_STORAGE_ACCOUNT_ID string = governanceStorage.outputs.id
 output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output REJECTED_EVENTS_CONTAINER string = rejectedEventsContainerName
+output VALIDATION_REPORTS_CONTAINER string = validationReportsContainerName
 output EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AUDIT_CONTAINER string = auditContainerName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
@@ -343,3 +436,6 @@ output BUILD_EVENTS_FUNCTION_ID string = '${functionApp.outputs.id}/functions/${
 output STAGING_GALLERY_ID string = stagingGalleryId
 output PRODUCTION_GALLERY_ID string = productionGalleryId
 output BUILD_TEMPLATE_IDS string = buildTemplateIds
+output BOOT_TEST_RESOURCE_GROUP string = bootTestRg.name
+output BOOT_TEST_RESOURCE_GROUP_ID string = bootTestRg.id
+output BOOT_TEST_SUBNET_ID string = bootTest.outputs.subnetId

@@ -1,6 +1,7 @@
 // The function app on Flex Consumption (Linux, Python 3.11), running as the user-assigned identity.
 // No secrets in app settings: host storage, governance storage, the deployment package and
-// Application Insights are all reached with the identity.
+// Application Insights are all reached with the identity; a change system's callback secret is a Key
+// Vault reference, resolved by the platform with the same identity.
 param name string
 param planName string
 param location string
@@ -57,6 +58,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references in app settings (CALLBACK_SECRETS__<SYSTEM>) resolve with the user-assigned
+    // identity; without this the platform would look for a system-assigned identity, which this app has not.
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
     }

@@ -1,6 +1,9 @@
 // The app's own governance storage (one identity-based connection prefix in the app: GOVSTORAGE):
-// - table `imagetattoos`: provenance of each image version (tattoo state);
+// - table `imagetattoos`: provenance of each image version (tattoo state), change requests (Kind=change)
+//   and the audit outbox rows riding with both;
+// - table `callbacknonces`: one-time nonces of signed change-system callbacks (replay protection);
 // - container `rejected-events`: events the app refused, kept for inspection;
+// - container `validation-reports`: full validation reports, write-once and content-addressed;
 // - container `eventgrid-deadletter`: events Event Grid could not deliver (written by the system topic);
 // - container `audit`: the audit log, version-level WORM with a time-based retention default policy.
 param name string
@@ -8,7 +11,9 @@ param location string
 param tags object = {}
 param skuName string = 'Standard_LRS'
 param tattooTableName string
+param callbackNonceTableName string
 param rejectedEventsContainerName string
+param validationReportsContainerName string
 param deadLetterContainerName string
 param auditContainerName string
 
@@ -73,6 +78,14 @@ resource rejectedEventsContainer 'Microsoft.Storage/storageAccounts/blobServices
   }
 }
 
+resource validationReportsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: validationReportsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deadLetterContainerName
@@ -128,6 +141,11 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource tattooTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: tattooTableName
+}
+
+resource callbackNonceTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: callbackNonceTableName
 }
 
 // The audit store must not disappear with a routine `azd down` or resource group deletion.

@@ -2,11 +2,13 @@
 //
 // The `seal_audit_digest` timer signs each digest with an EC P-256 key (ES256) that never leaves
 // the vault; the app publishes the matching public key as v1/keys/KEYID.pem in the audit container.
-// The vault holds nothing else: one app, one environment, one purpose (Microsoft's "vault per
-// application per environment" guidance), so whoever administers it administers only audit signing.
+// Besides the key it holds at most the change systems' callback HMAC secrets, which an operator adds
+// (docs/operations.md, "Change-system callbacks"): one app, one environment (Microsoft's "vault per
+// application per environment" guidance), so whoever administers it administers only this app's secrets.
 //
-// Access is Azure RBAC only (no access policies); the app's only grant is "Key Vault Crypto User" on
-// the key itself (rbac.bicep). Soft delete and purge protection keep the key recoverable for
+// Access is Azure RBAC only (no access policies); the app's grants are "Key Vault Crypto User" on the
+// key itself and, when callbacks are configured, "Key Vault Secrets User" on that one secret
+// (rbac.bicep). Soft delete and purge protection keep the key (and secrets) recoverable for
 // `softDeleteRetentionInDays` after any deletion; purge protection cannot be switched off again.
 param name string
 param location string

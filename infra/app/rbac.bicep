@@ -1,14 +1,17 @@
 // Every role assignment of the deployment, in one file, so a reviewer sees each grant and its reason
 // in one place. Least privilege throughout: data-plane roles scoped to the smallest resource that
-// works, plus one custom ARM role of read/run actions. No control-plane Owner/Contributor and no
-// key-listing role anywhere; the one data "Owner" role is confined to the Functions host account.
+// works, plus one custom ARM role of read/run actions in the image factory group and Virtual Machine
+// Contributor in the boot test's throw-away group only. No Owner/Contributor and no key-listing role
+// on anything that holds governance data; the one data "Owner" role is confined to the Functions host
+// account.
 //
 // Bicep assigns roles only inside the resource group a file is deployed into, so main.bicep deploys
-// this file twice: `target: 'app'` into the app's group and `target: 'imageFactory'` into the image
-// factory's group. Each assignment is guarded by the target it belongs to.
+// this file three times: `target: 'app'` into the app's group, `target: 'imageFactory'` into the image
+// factory's group and `target: 'bootTest'` into the boot test's throw-away group. Each assignment is
+// guarded by the target it belongs to.
 targetScope = 'resourceGroup'
 
-@allowed(['app', 'imageFactory'])
+@allowed(['app', 'imageFactory', 'bootTest'])
 param target string
 param environmentName string
 
@@ -35,8 +38,12 @@ param operatorsPrincipalId string = ''
 @description('Optional Entra object id (ideally a group) allowed to read the audit container and the signing key\'s public part, to verify the audit trail.')
 param auditReadersPrincipalId string = ''
 
+@description('Name of the Key Vault secret holding the ServiceNow callback HMAC secret; empty when signed callbacks are not configured.')
+param callbackSecretName string = ''
+
 var isApp = target == 'app'
 var isImageFactory = target == 'imageFactory'
+var isBootTest = target == 'bootTest'
 
 // Built-in role definition ids.
 var roles = {
@@ -47,7 +54,9 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
   keyVaultReader: '21090545-7ca7-4776-b22c-e363652d74d2'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
+  virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'
 }
 
 // ============================================================================================
@@ -91,6 +100,11 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
   resource auditSigningKey 'keys' existing = {
     name: auditSigningKeyName
+  }
+
+  // Created by an operator, not by this template (docs/operations.md, "Change-system callbacks").
+  resource callbackSecret 'secrets' existing = {
+    name: empty(callbackSecretName) ? 'unused' : callbackSecretName
   }
 }
 
@@ -188,6 +202,21 @@ resource appAuditSigning 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   scope: keyVault::auditSigningKey
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App -> the ServiceNow callback secret only (when configured): Key Vault Secrets User, so the platform
+// can resolve the CALLBACK_SECRETS__SERVICENOW Key Vault reference with the app's identity
+// (function-app.bicep sets keyVaultReferenceIdentity). Secrets User reads secret values and nothing
+// else; scoped to the one SECRET, so it cannot extend to anything stored in the vault later, and the
+// app still cannot list the vault. The secret must exist before this assignment is deployed (its scope).
+resource appCallbackSecret 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isApp && !empty(callbackSecretName)) {
+  name: guid(keyVault::callbackSecret.id, appPrincipalId, roles.keyVaultSecretsUser)
+  scope: keyVault::callbackSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -298,4 +327,27 @@ resource appImageFactory 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     description: 'Golden image governance app (${environmentName}): read templates and galleries, start runs.'
   }
   dependsOn: [imageFactoryRole]
+}
+
+// --- target: bootTest ------------------------------------------------------------------------
+
+// App -> the boot test's throw-away group only: Virtual Machine Contributor. The validation gate creates
+// a VM there from a staging image version, runs one Run Command in it and deletes it (with its OS disk
+// and NIC). The role covers exactly that: Microsoft.Compute/virtualMachines/* (create, runCommand,
+// delete), disks read/write/delete, Microsoft.Network/networkInterfaces/* (the NIC Compute creates) and
+// virtualNetworks/subnets/join/action with virtualNetworks/read (joining the NIC to the group's own
+// subnet). It cannot create public IPs or change the network or its security rules (no
+// virtualNetworks/write, no networkSecurityGroups/write), so Network Contributor is deliberately NOT
+// granted: the NIC needs nothing more, and Network Contributor would let the app open the network.
+// Reading the source image version in the staging gallery is already covered by the custom role in the
+// image factory group (galleries/images/versions/read), so no extra Reader is granted on the gallery.
+// Group scope: nothing else may live in this group (docs/operations.md, "Boot test resource group").
+resource appBootTestVms 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isBootTest) {
+  name: guid(resourceGroup().id, appPrincipalId, roles.virtualMachineContributor)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.virtualMachineContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Golden image governance app (${environmentName}): throw-away boot test VMs in this group only.'
+  }
 }

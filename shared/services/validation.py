@@ -167,6 +167,7 @@ class ValidationGate:
 
     def validate_pending(self, correlation_id: str, *, limit: int = 100) -> list[ValidationOutcome]:
         """The timer: every version waiting for validation, and failed remediation builds."""
+        self._record_policy_in_force(correlation_id)
         outcomes: list[ValidationOutcome] = []
         # Failed builds matter only for templates in remediation: one query, not one per failed build.
         remediating = self._templates_in_remediation()
@@ -184,6 +185,11 @@ class ValidationGate:
                         outcome = self.validate(tattoo.key, correlation_id, run_boot_test=True)
                 except (NotFound, Conflict) as exc:
                     log.warning("validation skipped: %s", exc, extra={"correlation_id": correlation_id})
+                    continue
+                except GovernanceError as exc:
+                    # One version's fault (a template that cannot be re-run...) must not stall the others.
+                    log.error("validation of %s failed: %s", tattoo.key.row, exc,
+                              extra={"correlation_id": correlation_id, "tattoo": tattoo.key.partition})  # fmt: skip
                     continue
                 outcomes.append(outcome)
         return outcomes
@@ -241,6 +247,27 @@ class ValidationGate:
         self._after_attempt(change, tattoo, correlation_id)
         update_tattoo(self._tattoos, self._audit, key, lambda t: (t.model_copy(update={"change_id": change.id}), ()))
         return ValidationOutcome(key, "failed", tattoo.status, change.id, change.state, "remediation build failed")
+
+    def _record_policy_in_force(self, correlation_id: str) -> None:
+        """`policy.loaded`, once per policy version and hash, the first time a validation runs under it."""
+        if self._audit is None:
+            return
+        policy = self._policy
+        event = AuditEvent(
+            record_id=derived_record_id(f"policy:{policy.name}:{policy.version}:{policy.sha256}"),
+            timestamp=self._clock(),
+            action=AuditAction.POLICY_LOADED,
+            actor=SYSTEM_ACTOR,
+            outcome="success",
+            correlation_id=correlation_id,
+            subject=f"policy/{policy.name}/{policy.version}",
+            policy_hash=policy.sha256,
+            details={"name": policy.name, "version": policy.version, "rules": [r.id for r in policy.rules]},
+        )
+        try:
+            self._audit.record_once(f"policy~{policy.sha256[:32]}", event)
+        except GovernanceError as exc:
+            log.warning("policy.loaded not recorded yet: %s", exc, extra={"correlation_id": correlation_id})
 
     def environment_of(self, tattoo: ImageTattoo) -> str:
         return self._policy.environment_for_gallery(tattoo.gallery) or self._default_environment
@@ -383,7 +410,8 @@ class ValidationGate:
             self._announce(change, VALIDATION_ESCALATED, last.at, {"reasons": list(last.reasons),
                                                                    "cause": str(change.escalation)})  # fmt: skip
         elif change.state is ChangeState.AWAITING_APPROVAL:
-            self._announce(change, CHANGE_APPROVAL_REQUESTED, last.at, {"expires_at": str(change.expires_at)})
+            expires = change.expires_at.isoformat() if change.expires_at else None
+            self._announce(change, CHANGE_APPROVAL_REQUESTED, last.at, {"expires_at": expires})
 
     def _announce(self, change: ChangeRequest, event_type: str, at: datetime, data: dict[str, object]) -> None:
         # Escalations are about the image (docs/outbound-events.md); requests are about the change.
