@@ -1,4 +1,4 @@
-"""`python -m bench [intake|import|audit|audit-write|policy] [--json PATH]`: run benchmarks (all when none is named)."""
+"""`python -m bench [intake|import|audit|audit-write|policy|approvals] [--json PATH]`: run benchmarks (default: all)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import audit_verify, audit_write, import_time, intake_latency, policy_eval
+from bench import approvals, audit_verify, audit_write, import_time, intake_latency, policy_eval
 from shared.local.azurite import REPO_ROOT
 
-BENCHMARKS = ("intake", "import", "audit", "audit-write", "policy")
+BENCHMARKS = ("intake", "import", "audit", "audit-write", "policy", "approvals")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +47,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--policy-versions", type=int, default=10_000, help="versions evaluated per round for policy (default: 10,000)"
     )
     parser.add_argument("--policy-rounds", type=int, default=5, help="timed rounds for policy (default: 5)")
+    parser.add_argument(
+        "--approval-requests", type=int, default=500, help="timed approve requests per phase (default: 500)"
+    )
+    parser.add_argument("--approval-threads", type=int, default=4, help="client threads, concurrent phase (default: 4)")
+    parser.add_argument(
+        "--what-if-host-nodelay",
+        action="store_true",
+        help="approvals: run the host with TCP_NODELAY on its sockets (a diagnosis, not the host as shipped)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     arguments = parser.parse_args(argv)
     unknown = sorted(set(arguments.benchmarks) - set(BENCHMARKS))
@@ -121,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
             arguments.policy_versions, arguments.policy_rounds, show_progress=show_progress
         )
         print(policy_eval.render(results["policy"]), end="\n\n", flush=True)
+    if "approvals" in selected:
+        results["approvals"] = approvals.run(
+            arguments.approval_requests,
+            threads=arguments.approval_threads,
+            host_nodelay=arguments.what_if_host_nodelay,
+            show_progress=show_progress,
+        )
+        print(approvals.render(results["approvals"]), end="\n\n", flush=True)
     verdicts = {name: results[name]["target"]["verdict"] for name in selected}
     print("Verdicts: " + ", ".join(f"{name} {verdict}" for name, verdict in verdicts.items()))
     if arguments.json:

@@ -34,6 +34,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "LocalFunctionsHost"
     timeout = 120  # seconds an idle keep-alive connection may hold its thread
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; with Nagle on, a small body waits for the client's
+        # delayed ACK (~40 ms per reply). Kestrel, behind `func start` and in Azure, disables it too.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _handle(self) -> None:
         server = cast("LocalServer", self.server)
         try:
