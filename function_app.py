@@ -30,6 +30,7 @@ from shared.services.wiring import get_services
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ANY_ROLE = tuple(Role)  # any app role: reading images and changes
 # A policy edited to be invalid stops the app here, naming the bad field (PolicyError).
 check_policy_at_start()
 # The SDKs log every request and response header at INFO: about a hundred lines per event,
@@ -157,6 +158,9 @@ def get_validation_report(req: func.HttpRequest, context: func.Context) -> func.
 
     def handle() -> func.HttpResponse:
         services = get_services().require_ready()
+        services.access.require(
+            req.headers, ANY_ROLE, operation="get_validation_report", correlation_id=context.invocation_id
+        )
         params = req.route_params
         tattoo = services.images.get_image(params["gallery"], params["image"], params["version"])
         if tattoo.validation is None or tattoo.validation.report_blob is None:
@@ -196,9 +200,6 @@ def expire_changes(timer: func.TimerRequest, context: func.Context) -> None:
 
 
 # --- HTTP: the approval workflow ---------------------------------------------------------------
-
-ANY_ROLE = tuple(Role)
-
 
 @app.function_name("list_changes")
 @app.route(route="changes", methods=["GET"])
@@ -304,7 +305,9 @@ def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @app.route(route="images", methods=["GET"])
 def list_images(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
-        page = get_services().require_ready().images.list_images(
+        services = get_services().require_ready()
+        services.access.require(req.headers, ANY_ROLE, operation="list_images", correlation_id=context.invocation_id)
+        page = services.images.list_images(
             gallery=req.params.get("gallery"),
             image=req.params.get("image"),
             status=req.params.get("status"),
@@ -325,7 +328,9 @@ def list_images(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         params = req.route_params
-        tattoo = get_services().require_ready().images.get_image(params["gallery"], params["image"], params["version"])
+        services = get_services().require_ready()
+        services.access.require(req.headers, ANY_ROLE, operation="get_image", correlation_id=context.invocation_id)
+        tattoo = services.images.get_image(params["gallery"], params["image"], params["version"])
         return _json(tattoo.model_dump(mode="json"))
 
     return _respond(req, context, handle)
@@ -334,9 +339,13 @@ def get_image(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @app.function_name("search_audit")
 @app.route(route="audit", methods=["GET"])
 def search_audit(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """Audit records from the archive (a function key until Entra ID auth restricts it to auditors)."""
+    """Audit records from the archive, for Auditors (and Admins)."""
 
     def handle() -> func.HttpResponse:
+        services = get_services().require_ready()
+        services.access.require(
+            req.headers, (Role.AUDITOR,), operation="search_audit", correlation_id=context.invocation_id
+        )
         query = AuditQuery(
             since=_time_param(req, "from"),
             until=_time_param(req, "to"),
@@ -347,7 +356,7 @@ def search_audit(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
             page_size=_int_param(req, "top", 100),
             continuation=req.params.get("continuationToken"),
         )
-        page = get_services().require_ready().audit_queries.search(query)
+        page = services.audit_queries.search(query)
         body = {
             "from": page.since.isoformat(),
             "to": page.until.isoformat(),

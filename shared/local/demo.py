@@ -78,6 +78,7 @@ def _run_stories(
 ) -> None:
     started = datetime.now(UTC).replace(microsecond=0)
     cast = Cast.issued(scratch / "dev-issuer-key.pem")
+    api.reader = cast.auditor  # reads (images, audit) need an app role; the auditor reads
     windows_version, linux_version = _build_story(api, store, factory, started)
     validated = run_validation_story(
         api, cast, store, factory, windows_version=windows_version, linux_version=linux_version

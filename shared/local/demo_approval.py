@@ -102,7 +102,7 @@ def _outbound_events(connection: str, started: datetime) -> None:
          for e in events],
     )  # fmt: skip
     types = sorted(short(e["type"]) for e in events)
-    wanted = sorted(["approval_requested", "approval_requested", "escalated", "approved", "approved"])
+    wanted = sorted(["approval_requested", "approval_requested", "escalated", "approved", "approved", "released"])
     expect(types == wanted, f"outbound events {wanted}, got {types}")
 
 

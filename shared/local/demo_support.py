@@ -89,9 +89,11 @@ class Api:
         self.base = base
         self.webhook = f"{base}/runtime/webhooks/EventGrid?functionName=build_events"
         self.session = requests.Session()
+        self.reader: Person | None = None  # who reads when a call names nobody
 
     def get(self, path: str, person: Person | None = None, /, **params: str) -> requests.Response:
-        headers = person.bearer if person else {}
+        reader = person or self.reader
+        headers = reader.bearer if reader else {}
         return self.session.get(f"{self.base}/api/{path}", params=params, headers=headers, timeout=30)
 
     def get_json(self, path: str, person: Person | None = None, /, **params: str) -> Any:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.audit import line_hash, parse_segment_path, shard_prefix
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, NotFound
 
 DEFAULT_SPAN = timedelta(hours=24)
 MAX_SPAN = timedelta(days=31)
@@ -93,7 +93,11 @@ class AuditQueries:
         paths = []
         for shard in range(self._shards):
             for day in sorted(days):
-                for path in self._list_paths(f"{shard_prefix(shard)}{day:%Y/%m/%d}/"):
+                try:
+                    listed = self._list_paths(f"{shard_prefix(shard)}{day:%Y/%m/%d}/")
+                except NotFound:
+                    return []  # no container yet: nothing has been recorded, an empty answer
+                for path in listed:
                     hour = _segment_hour(path)
                     if hour is not None and first_hour <= hour <= last_hour:
                         paths.append(path)

@@ -271,9 +271,10 @@ OPERATIONS: tuple[Operation, ...] = (
         route=f"{_IMAGE}/validation",
         tag="validation",
         summary="The full report of a version's latest validation",
-        auth="key",
+        auth="bearer",
+        description=f"{_ANY_ROLE}",
         responses={"200": _json("every rule's result and evidence", _ref("ValidationReport"))},
-        errors=(401, 404, 500, 502),
+        errors=(401, 403, 404, 500, 502),
     ),
     Operation(
         name="evaluate_policy",
@@ -373,7 +374,8 @@ OPERATIONS: tuple[Operation, ...] = (
         route="images",
         tag="images",
         summary="List image tattoos",
-        auth="key",
+        auth="bearer",
+        description=f"{_ANY_ROLE}",
         parameters=(
             _query("gallery", "only this gallery"),
             _query("image", "only this image definition"),
@@ -382,7 +384,7 @@ OPERATIONS: tuple[Operation, ...] = (
             _CONTINUATION,
         ),
         responses={"200": _json("a page of image tattoos", _ref("ImagePage"))},
-        errors=(400, 401, 500, 502),
+        errors=(400, 401, 403, 500, 502),
     ),
     Operation(
         name="get_image",
@@ -390,9 +392,10 @@ OPERATIONS: tuple[Operation, ...] = (
         route=_IMAGE,
         tag="images",
         summary="One image version's tattoo",
-        auth="key",
+        auth="bearer",
+        description=f"{_ANY_ROLE}",
         responses={"200": _json("the tattoo: provenance, validation, approvals", _ref("ImageTattoo"))},
-        errors=(401, 404, 500, 502),
+        errors=(401, 403, 404, 500, 502),
     ),
     Operation(
         name="search_audit",
@@ -400,9 +403,9 @@ OPERATIONS: tuple[Operation, ...] = (
         route="audit",
         tag="audit",
         summary="Search the audit archive",
-        auth="key",
-        description="Oldest first. The range defaults to the last 24 hours and spans at most "
-        f"{audit_query.MAX_SPAN.days} days.",
+        auth="bearer",
+        description="App role Auditor (or Admin). Oldest first. The range defaults to the last 24 hours "
+        f"and spans at most {audit_query.MAX_SPAN.days} days.",
         parameters=(
             _query("from", "records at or after this time (ISO 8601; UTC when no offset)", format="date-time"),
             _query("to", "records before this time (default: now)", format="date-time"),
@@ -414,7 +417,7 @@ OPERATIONS: tuple[Operation, ...] = (
             _CONTINUATION,
         ),
         responses={"200": _json("a page of audit records", _ref("AuditPage"))},
-        errors=(400, 401, 500, 502),
+        errors=(400, 401, 403, 500, 502),
     ),
     Operation(
         name="health",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.domain.arm import GalleryImageDefinition
+from shared.domain.arm import GalleryImageDefinition, LastRunStatus
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
 from shared.domain.audit_events import derived_record_id, initiator_actor, party_actor, tattoo_status_event
 from shared.domain.change import ChangePolicy, ChangeRequest, ChangeState, Party
@@ -232,8 +232,8 @@ class ValidationGate:
         if found is None or found[0].state is not ChangeState.REMEDIATING:
             return None
         last = found[0].attempts[-1].at if found[0].attempts else found[0].created
-        if tattoo.build_started is None or tattoo.build_started < last:
-            return None  # an older build, not the re-run
+        if tattoo.build_finished is None or tattoo.build_finished < last:
+            return None  # an older build, not the re-run (which finishes after the attempt asked for it)
         result = ValidationResult(
             version_id=tattoo.version_id,
             run_id=tattoo.run_id,
@@ -310,7 +310,7 @@ class ValidationGate:
             policy_hash=report.policy_sha256,
         )
         change = self._record_on_change(change.id, tattoo, result, environment, correlation_id)
-        attempt = next((a for a in change.attempts if a.run_id == tattoo.run_id), None)
+        attempt = next((a for a in change.attempts if _same_build(a.version_id, a.run_id, tattoo)), None)
         summary = self._summary(tattoo, report, attempt.number if attempt else len(change.attempts))
         summary = summary.model_copy(update={"retryable": retryable})
         self._after_attempt(change, tattoo, correlation_id)
@@ -402,7 +402,7 @@ class ValidationGate:
         if change.state is ChangeState.REMEDIATING and tattoo.template_id:
             template = self._builder.get_template(tattoo.template_id)
             status = template.properties.last_run_status
-            if status is None or status.start_time is None or status.start_time < last.at:
+            if not _ran_since(status, last.at):
                 extra = {"change_id": change.id, "correlation_id": correlation_id}
                 log.info("remediation: re-running %s", template.name, extra=extra)
                 self._builder.run_template(tattoo.template_id)
@@ -571,6 +571,22 @@ class ValidationGate:
 # Validation verdicts are recorded by the tattoo's status change (with the report's summary).
 _RECORDED_BY_TATTOO = frozenset({AuditAction.VALIDATION_PASSED.value, AuditAction.VALIDATION_FAILED.value})
 MAX_BOOT_OUTPUT = 4096
+
+
+def _same_build(version_id: str | None, run_id: str | None, tattoo: ImageTattoo) -> bool:
+    """An attempt of this build: the same version (run ids are only as fine as a second), else the same run."""
+    if version_id and tattoo.version_id:
+        return normalize(version_id) == normalize(tattoo.version_id)
+    return run_id == tattoo.run_id
+
+
+def _ran_since(status: LastRunStatus | None, moment: datetime) -> bool:
+    """Whether the template ran (or is running) since `moment`: then a remediation re-run is not needed again."""
+    if status is None:
+        return False
+    if not status.is_final:
+        return True
+    return any(t is not None and t >= moment for t in (status.start_time, status.end_time))
 
 
 def _waiting(report: ValidationReport) -> str:

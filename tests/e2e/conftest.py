@@ -4,27 +4,37 @@ The app under test runs in offline mode; the tests play Azure by seeding the off
 (in the same storage the app uses) and delivering Resource Manager events to its webhook.
 Against another host set `E2E_BASE_URL` and `E2E_STORAGE_CONNECTION_STRING` (plus
 `E2E_OFFLINE_CONTAINER`, `E2E_FUNCTION_KEY`, `E2E_EVENTGRID_KEY` when they differ from the
-defaults of `local.settings.example.json`).
+defaults of `local.settings.example.json`). Tests that call the API as people need the host's
+development issuer key (`E2E_DEV_KEY_FILE`, its AUTH_DEV_KEY_FILE) and, for change-system
+callbacks, its secrets (`E2E_CALLBACK_SECRET_SERVICENOW`, `E2E_CALLBACK_SECRET_JIRA`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from shared.domain.callbacks import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
+from shared.domain.identity import Role
 from shared.local.azurite import free_port
+from shared.local.dev_issuer import DevIssuer
 from shared.local.host.process import start_host_process, stop_host_process
 from shared.local.offline.sample import SAMPLE_STAGING_GALLERY_ID, SampleFactory, seed_sample_factory
 from shared.local.offline.store import ArmStore
 
 pytestmark = pytest.mark.e2e
+
+# The local hosts' change-system secrets: fresh per session, at least 32 characters.
+CALLBACK_SECRETS = {"servicenow": secrets.token_urlsafe(32), "jira": secrets.token_urlsafe(32)}
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Target:
     function_key: str | None = None
     eventgrid_key: str | None = None
     rejected_container: str = "rejected-events"
+    reader_token: str | None = None  # an Auditor's development token (AUTH_MODE=dev targets)
 
     @property
     def webhook_url(self) -> str:
@@ -45,7 +56,10 @@ class Target:
         return requests.post(self.webhook_url, json=events, headers={"aeg-event-type": "Notification"}, timeout=60)
 
     def get(self, path: str, **params: str) -> requests.Response:
+        """A read as the suite's auditor (reads need an app role), with the function key when given."""
         headers = {"x-functions-key": self.function_key} if self.function_key else {}
+        if self.reader_token:
+            headers["Authorization"] = f"Bearer {self.reader_token}"
         return requests.get(f"{self.base_url}/api/{path}", params=params, headers=headers, timeout=30)
 
     def invoke_timer(self, name: str) -> requests.Response:
@@ -96,7 +110,17 @@ def app_environment(
         "EXPIRE_SCHEDULE": "0 */30 * * * *",
         "AUDIT_CONTAINER": f"audit-{suffix}",
         "AUDIT_SIGNING_KEY_FILE": str(key_file),
+        # Callers authenticate with development tokens (AUTH_MODE=dev, the offline default).
+        "AUTH_DEV_KEY_FILE": str(key_file.parent / "dev-issuer-key.pem"),
+        **{f"CALLBACK_SECRETS__{system.upper()}": secret for system, secret in CALLBACK_SECRETS.items()},
     }
+
+
+def reader_token(key_file: Path) -> str:
+    """A development token of the suite's auditor, valid for the whole session."""
+    issuer = DevIssuer.from_key_file(key_file)
+    return issuer.issue("e2e-auditor", now=datetime.now(UTC), name="E2E Auditor", roles=[Role.AUDITOR],
+                        lifetime=timedelta(hours=12))  # fmt: skip
 
 
 @dataclass
@@ -105,6 +129,8 @@ class LocalHosts:
 
     targets: list[Target]
     scheduled_factory: SampleFactory
+    dev_key_file: Path | None = None  # the hosts' AUTH_DEV_KEY_FILE
+    callback_secrets: dict[str, str] | None = None  # CALLBACK_SECRETS__<SYSTEM>, by lower-case system
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +143,11 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
                         os.environ.get("E2E_EVENTGRID_KEY"),
                         os.environ.get("E2E_REJECTED_EVENTS_CONTAINER", "rejected-events"))  # fmt: skip
         # The target's BUILD_TEMPLATE_IDS are those of the default sample factory (local.settings.example.json).
-        yield LocalHosts([target, target], seed_sample_factory(store))
+        key_file = os.environ.get("E2E_DEV_KEY_FILE")
+        target.reader_token = reader_token(Path(key_file)) if key_file else None
+        given = {s: os.environ.get(f"E2E_CALLBACK_SECRET_{s.upper()}", "") for s in CALLBACK_SECRETS}
+        yield LocalHosts([target, target], seed_sample_factory(store), Path(key_file) if key_file else None,
+                         {system: secret for system, secret in given.items() if secret})  # fmt: skip
         return
     suffix = uuid.uuid4().hex[:10]
     store = ArmStore(azurite, f"arm-{suffix}")
@@ -129,8 +159,11 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
         environ = app_environment(azurite, suffix, port, scheduled.template_ids, log.parent / "audit-signing-key.pem")
         processes.append(start_host_process(port, environ, log))
         targets.append(Target(f"http://127.0.0.1:{port}", store, azurite, rejected_container=f"rejected-{suffix}"))
+    token = reader_token(log.parent / "dev-issuer-key.pem")
+    for each in targets:
+        each.reader_token = token
     try:
-        yield LocalHosts(targets, scheduled)
+        yield LocalHosts(targets, scheduled, log.parent / "dev-issuer-key.pem", dict(CALLBACK_SECRETS))
     finally:
         for process in processes:
             stop_host_process(process)
@@ -139,3 +172,35 @@ def hosts(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
 @pytest.fixture
 def target(hosts: LocalHosts) -> Target:
     return hosts.targets[0]
+
+
+@pytest.fixture(scope="session")
+def dev_issuer(hosts: LocalHosts) -> DevIssuer:
+    """Mints tokens the hosts accept: `dev_issuer.issue(subject, now=..., name=..., roles=[...])`."""
+    if hosts.dev_key_file is None:
+        pytest.skip("set E2E_DEV_KEY_FILE to the target's AUTH_DEV_KEY_FILE to call it as people")
+    return DevIssuer.from_key_file(hosts.dev_key_file)
+
+
+@dataclass(frozen=True)
+class CallbackSigner:
+    """Signs change-system callbacks as ServiceNow or Jira would (`shared.domain.callbacks`)."""
+
+    secret_of: dict[str, str]  # by lower-case system name
+
+    def headers(self, system: str, body: bytes, *, timestamp: int, nonce: str | None = None) -> dict[str, str]:
+        secret = self.secret_of.get(system)
+        if secret is None:
+            pytest.skip(f"set E2E_CALLBACK_SECRET_{system.upper()} to the target's CALLBACK_SECRETS__{system.upper()}")
+        nonce = nonce or uuid.uuid4().hex
+        return {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            NONCE_HEADER: nonce,
+            SIGNATURE_HEADER: sign_callback(secret.encode(), str(timestamp), nonce, body),
+        }
+
+
+@pytest.fixture(scope="session")
+def callback_signer(hosts: LocalHosts) -> CallbackSigner:
+    return CallbackSigner(dict(hosts.callback_secrets or {}))
