@@ -25,8 +25,6 @@ service, since they cannot share a transaction with the change.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,10 +33,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from shared.adapters.outbox_table import MAX_TRANSACTION, outbox_entity
-from shared.adapters.storage import ensure_table
+from shared.adapters.storage import decode_continuation, encode_continuation, ensure_table
 from shared.domain.change import CHANGE_ID_PATTERN, MAX_REQUIRED_APPROVALS, VALIDATION_STATES, ChangeRequest
 from shared.domain.resource_ids import normalize
-from shared.errors import Conflict, InvalidInput, UpstreamError
+from shared.errors import Conflict, UpstreamError
 from shared.ports import ChangeFilter, ChangePage, OutboxEntry
 
 if TYPE_CHECKING:
@@ -154,13 +152,13 @@ class TableChangeRepository:
         if filters.ticket:
             clauses.append("( " + " or ".join(f"Ticket{n} eq @ticket" for n in range(MAX_INDEXED_TICKETS)) + " )")
             parameters["ticket"] = filters.ticket
-        token = _decode_token(continuation)
+        token = decode_continuation(continuation)
         try:
             pager = self.table.query_entities(" and ".join(clauses), parameters=parameters, results_per_page=page_size)
             # Table continuation tokens are dicts at runtime although typed as str.
             pages = pager.by_page(continuation_token=token)  # type: ignore[arg-type]
             page: list[dict[str, Any]] = list(next(pages, []))
-            return ChangePage([_change_of(e) for e in page], _encode_token(pages.continuation_token))  # type: ignore[attr-defined]
+            return ChangePage([_change_of(e) for e in page], encode_continuation(pages.continuation_token))  # type: ignore[attr-defined]
         except AzureError as exc:
             raise UpstreamError(f"querying changes: {_describe(exc)}") from exc
 
@@ -209,23 +207,6 @@ def _change_of(entity: dict[str, Any]) -> ChangeRequest:
     document = entity["Document"] + "".join(entity[f"Document{n}"] for n in range(1, parts))
     return ChangeRequest.model_validate_json(document)
 
-
-def _encode_token(token: object) -> str | None:
-    if not token:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str | None) -> dict[str, str] | None:
-    if not token:
-        return None
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("continuationToken is not one this API issued") from None
-    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
-        raise InvalidInput("continuationToken is not one this API issued")
-    return decoded
 
 
 def _describe(exc: AzureError) -> str:

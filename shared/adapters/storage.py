@@ -6,9 +6,11 @@ A connection string (Azurite, development) or the identity-based form used in Az
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING
 
-from shared.errors import ConfigurationError, UpstreamError
+from shared.errors import ConfigurationError, InvalidInput, UpstreamError
 from shared.settings import StorageConnection
 
 if TYPE_CHECKING:
@@ -70,3 +72,23 @@ def ensure_container(container: ContainerClient) -> ContainerClient:
     except AzureError as exc:
         raise UpstreamError(f"container {container.container_name!r} unavailable: {type(exc).__name__}") from exc
     return container
+
+
+def encode_continuation(token: object) -> str | None:
+    """A Table continuation token as an opaque URL-safe string for API clients."""
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode()
+
+
+def decode_continuation(token: str | None) -> dict[str, str] | None:
+    """The Table continuation token an API client handed back; InvalidInput if it is not one of ours."""
+    if not token:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("continuationToken is not one this API issued") from None
+    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
+        raise InvalidInput("continuationToken is not one this API issued")
+    return decoded

@@ -14,8 +14,6 @@ audit head hints, should they share the table) never show as tattoos.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +27,9 @@ from azure.core.exceptions import (
 )
 
 from shared.adapters.outbox_table import pending_properties
-from shared.adapters.storage import ensure_table
+from shared.adapters.storage import decode_continuation, encode_continuation, ensure_table
 from shared.domain.tattoo import ImageTattoo, TattooKey, partition_of
-from shared.errors import Conflict, InvalidInput, UpstreamError
+from shared.errors import Conflict, UpstreamError
 from shared.ports import OutboxEntry, TattooFilter, TattooPage
 
 TATTOO_KIND = "tattoo"
@@ -123,7 +121,7 @@ class TableTattooRepository:
     def _query(
         self, query: str | None, parameters: dict[str, str], page_size: int, continuation: str | None
     ) -> tuple[list[ImageTattoo], str | None]:
-        token = _decode_token(continuation)
+        token = decode_continuation(continuation)
         try:
             if query:
                 pager = self.table.query_entities(query, parameters=parameters, results_per_page=page_size)
@@ -133,7 +131,7 @@ class TableTattooRepository:
             pages = pager.by_page(continuation_token=token)  # type: ignore[arg-type]
             page: list[dict[str, Any]] = list(next(pages, []))
             items = [_tattoo_of(entity) for entity in page]
-            return items, _encode_token(pages.continuation_token)  # type: ignore[attr-defined]
+            return items, encode_continuation(pages.continuation_token)  # type: ignore[attr-defined]
         except AzureError as exc:
             raise UpstreamError(f"querying tattoos: {_describe(exc)}") from exc
 
@@ -157,23 +155,6 @@ def _entity_of(tattoo: ImageTattoo) -> dict[str, Any]:
 def _tattoo_of(entity: dict[str, Any]) -> ImageTattoo:
     return ImageTattoo.model_validate_json(entity["Document"])
 
-
-def _encode_token(token: object) -> str | None:
-    if not token:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str | None) -> dict[str, str] | None:
-    if not token:
-        return None
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("continuationToken is not one this API issued") from None
-    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
-        raise InvalidInput("continuationToken is not one this API issued")
-    return decoded
 
 
 def _describe(exc: AzureError) -> str:
