@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,13 @@ from shared.domain.change import ChangeState
 from shared.domain.evidence import ScanSummary, Severity
 from shared.domain.identity import Identity, Role
 from shared.domain.tattoo import TattooKey, TattooStatus
+from shared.errors import GovernanceError
 from shared.local.offline.adapters import OfflineGallery, OfflineImageBuilder
 from shared.local.offline.boot_test import set_boot_behaviour
 from shared.local.offline.sample import SampleFactory, add_template_variant, platform_image, seed_sample_factory
 from shared.local.offline.simulator import run_image_template
 from shared.local.offline.store import ArmStore
+from shared.services.approvals import Approvals, SweepReport
 from shared.services.audit_query import AuditQuery
 from shared.services.validation import ValidationOutcome
 from shared.services.wiring import Services
@@ -79,7 +81,11 @@ class Gate:
         assert self.services.audit_outbox.flush()
         records, continuation = [], None
         while True:
-            page = self.services.audit_queries.search(AuditQuery(page_size=500, continuation=continuation))
+            # Up to 8 days ahead: the SLA test's records carry the (simulated) time they were decided.
+            now = datetime.now(UTC)
+            window = AuditQuery(since=now - timedelta(hours=1), until=now + timedelta(days=8), page_size=500,
+                                continuation=continuation)  # fmt: skip
+            page = self.services.audit_queries.search(window)
             records += page.items
             continuation = page.continuation
             if continuation is None:
@@ -246,3 +252,45 @@ def test_a_validated_build_is_approved_and_released_by_different_people(gate: Ga
     actions = [a for a, _ in gate.audit_actions()]
     assert actions.count(AuditAction.CHANGE_APPROVED.value) == 1
     assert actions.count(AuditAction.CHANGE_RELEASED.value) == 1
+
+
+def test_the_sla_timer_reminds_then_expires_a_waiting_change(gate: Gate) -> None:
+    key = gate.build(gate.factory.linux_template_id)
+    gate.services.validation.validate(key, "timer", run_boot_test=True)
+    gate.scan(key, critical=0, high=0, medium=0)
+    change_id = gate.tattoo(key).change_id
+    change, _ = gate.services.approvals.get(change_id or "")
+    assert change.state is ChangeState.AWAITING_APPROVAL and change.expires_at is not None
+    approval = gate.services.policy.approval
+    moments = iter([
+        change.expires_at - timedelta(days=approval.expire_after_days) + timedelta(hours=1),  # too early
+        change.expires_at - timedelta(hours=1),  # inside the reminder lead, before the deadline
+        change.expires_at + timedelta(minutes=1),  # past the deadline
+    ])  # fmt: skip
+    now = next(moments)
+    services = gate.services
+    approvals = Approvals(
+        changes=services.changes, tattoos=services.tattoos, audit=services.audit_outbox, events=services.events,
+        access=services.access, policy=services.policy, clock=lambda: now,
+    )  # fmt: skip
+
+    assert approvals.sweep("sla-1") == SweepReport()  # nothing due yet
+    now = next(moments)
+    assert approvals.sweep("sla-2").reminded == 1
+    assert approvals.sweep("sla-2b").reminded == 0, "reminded once"
+    now = next(moments)
+    assert approvals.sweep("sla-3").expired == 1
+
+    assert approvals.get(change_id or "")[0].state is ChangeState.EXPIRED
+    assert gate.tattoo(key).status is TattooStatus.EXPIRED
+    actions = [a for a, _ in gate.audit_actions()]
+    assert actions.count(AuditAction.CHANGE_REMINDED.value) == 1
+    assert actions.count(AuditAction.CHANGE_EXPIRED.value) == 1
+    announced = [e["type"] for e in services.events.list_events()]  # type: ignore[attr-defined]
+    assert announced.count("governance.change.reminder") == 1
+    assert announced.count("governance.change.expired") == 1
+    # A decision after expiry is refused: the change is out of play.
+    approver = Identity(subject="oid-late", name="Late Approver", roles=frozenset({Role.APPROVER}), auth_method="dev")
+    with pytest.raises(GovernanceError) as refused:
+        approvals.decide(change_id or "", "approve", approver, ticket="CHG0012345", reason=None, correlation_id="late")
+    assert refused.value.status == 409
