@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditActor, AuditEvent
-from shared.domain.change import Party
+from shared.domain.change import ChangeRequest, Party
 from shared.domain.evidence import ScanSummary
 from shared.domain.identity import Identity
 from shared.domain.tattoo import ImageTattoo, Principal, TattooStatus, ValidationSummary
@@ -175,3 +175,43 @@ def party_actor(party: Party) -> AuditActor:
     elif party.auth_method == "callback":
         kind = "service_principal"
     return AuditActor(kind=kind, id=party.subject, display_name=party.name)
+
+
+def change_event(change: ChangeRequest, action: str, actor: AuditActor, correlation_id: str) -> AuditEvent:
+    """The record of one transition of a change request (`action` a `ChangeAction` value).
+
+    Its id derives from where the change stands after the transition (attempts, decisions,
+    state): every transition moves one of them, and a retried write reproduces the same id.
+    A person's decision carries its ticket, role and reason; the system's (validation attempts,
+    reminders, expiry) the last attempt's verdict and policy hash.
+    """
+    decided = actor.kind not in ("system", "unknown") and change.decisions
+    decision = change.decisions[-1] if decided else None
+    attempt = change.attempts[-1] if change.attempts and not decision else None
+    details: dict[str, object] = {
+        "state": change.state.value,
+        "environment": change.environment,
+        "template": change.template_id,
+        "attempt": len(change.attempts),
+        "required_approvals": change.required_approvals,
+        "escalation": change.escalation.value if change.escalation else None,
+    }
+    if decision is not None:
+        details |= {"ticket": decision.ticket, "role": decision.role.value if decision.role else None,
+                    "on_behalf_of": decision.actor.on_behalf_of}  # fmt: skip
+    position = f"a{len(change.attempts)}:d{len(change.decisions)}:{change.state.value}"
+    return AuditEvent(
+        record_id=derived_record_id(f"change:{change.id}:{position}:{action}"),
+        timestamp=change.updated,
+        action=AuditAction(action),
+        actor=actor,
+        outcome="failure" if action == AuditAction.CHANGE_ESCALATED.value else "success",
+        correlation_id=correlation_id,
+        subject=change.version_id,
+        change_id=change.id,
+        initiator=party_actor(change.initiator),
+        approvers=tuple(change.approvers),
+        policy_hash=attempt.policy_hash if attempt else None,
+        reason=decision.reason if decision else ("; ".join(attempt.reasons) if attempt and attempt.reasons else None),
+        details=details,
+    )

@@ -21,10 +21,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
-from shared.domain.audit_events import actor_of, derived_record_id, party_actor
+from shared.domain.audit import SYSTEM_ACTOR, AuditEvent
+from shared.domain.audit_events import actor_of, change_event
 from shared.domain.change import ChangePolicy, ChangeRequest, ChangeState
 from shared.domain.change_decisions import approve, cancel, reject, release
 from shared.domain.change_lifecycle import expire, remind
@@ -44,7 +43,7 @@ from shared.domain.tattoo import ImageTattoo, TattooKey, TattooStatus
 from shared.errors import Conflict, Forbidden, GovernanceError, InvalidInput, NotFound, PreconditionFailed
 from shared.ports import AuditOutbox, ChangeFilter, ChangePage, ChangeRepository, EventPublisher, TattooRepository
 from shared.services.access import AccessControl
-from shared.services.tattoo_updates import update_tattoo
+from shared.services.audited_writes import update_tattoo, write_change
 from shared.services.validation import change_policy_of
 
 log = logging.getLogger(__name__)
@@ -167,7 +166,8 @@ class Approvals:
                 if if_match is not None:
                     raise PreconditionFailed(f"change {change_id} changed while this decision was written") from None
                 continue  # decide again on the winner's state
-            self._after(decision.change, correlation_id)
+            if decision.change.state is not change.state:
+                self._after(decision.change, correlation_id)  # a counted approval leaves the tattoo as it is
             return DecisionReceipt(decision.change, new_etag, applied=True)
         raise Conflict(f"change {change_id}: still contended after {MAX_WRITES} attempts")
 
@@ -213,15 +213,9 @@ class Approvals:
 
     def _commit(self, decision: Decision, etag: str, actor: Identity | None, correlation_id: str) -> str:
         change = decision.change
-        events = [self._decision_event(change, action.value, actor, correlation_id) for action in decision.actions]
-        outbox = [self._audit.stage(event) for event in events] if self._audit else []
-        new_etag = self._changes.replace(change, etag, outbox=outbox)
-        if self._audit and outbox:
-            try:
-                self._audit.drain(f"change~{change.id}", outbox)
-            except GovernanceError as exc:
-                log.warning("audit record deferred to the outbox timer: %s", exc, extra={"change_id": change.id})
-        return new_etag
+        who = actor_of(actor) if actor else SYSTEM_ACTOR
+        events = [change_event(change, action.value, who, correlation_id) for action in decision.actions]
+        return write_change(self._changes, self._audit, change, etag, events)
 
     def _after(self, change: ChangeRequest, correlation_id: str) -> None:
         self._mirror(change, correlation_id)
@@ -271,34 +265,6 @@ class Approvals:
                 self._announce(change, CHANGE_REMINDER, change.updated, occurrence=str(change.state))
             return decision
         return None
-
-    def _decision_event(
-        self, change: ChangeRequest, action: str, actor: Identity | None, correlation_id: str
-    ) -> AuditEvent:
-        position = len(change.decisions)
-        last = change.decisions[-1] if change.decisions and actor is not None else None
-        details: dict[str, Any] = {
-            "state": change.state.value,
-            "required_approvals": change.required_approvals,
-            "environment": change.environment,
-        }
-        if last is not None:
-            details |= {"ticket": last.ticket, "role": last.role.value if last.role else None,
-                        "on_behalf_of": last.actor.on_behalf_of}  # fmt: skip
-        return AuditEvent(
-            record_id=derived_record_id(f"change:{change.id}:{position}:{change.state.value}:{action}"),
-            timestamp=change.updated,
-            action=AuditAction(action),
-            actor=actor_of(actor) if actor else SYSTEM_ACTOR,
-            outcome="success",
-            correlation_id=correlation_id,
-            subject=change.version_id,
-            change_id=change.id,
-            initiator=party_actor(change.initiator),
-            approvers=tuple(change.approvers),
-            reason=last.reason if last else None,
-            details=details,
-        )
 
     def _announce(self, change: ChangeRequest, event_type: str, at: datetime, occurrence: str = "") -> None:
         event = OutboundEvent.derived(

@@ -40,8 +40,9 @@ from shared.domain.tattoo import (
     replication_of,
     run_id_of,
 )
-from shared.errors import Conflict, GovernanceError, InvalidInput, NotFound
-from shared.ports import AuditOutbox, Gallery, ImageBuilder, OutboxEntry, RejectedEventStore, TattooRepository
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.ports import AuditOutbox, Gallery, ImageBuilder, RejectedEventStore, TattooRepository
+from shared.services.audited_writes import drain_or_defer
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class BuildIntake:
                     self._tattoos.replace(merged, etag, outbox=outbox)
             except Conflict:
                 continue  # another instance wrote first: re-read and merge again
-            self._drain(key.partition, outbox)
+            drain_or_defer(self._audit, key.partition, outbox)
             log.info(
                 "tattoo recorded",
                 extra={"tattoo": f"{key.partition}/{key.row}", "status": merged.status.value,
@@ -228,15 +229,6 @@ class BuildIntake:
             )  # fmt: skip
             return IntakeResult("recorded", f"status {merged.status.value}", key, merged.status)
         raise Conflict(f"tattoo {key.partition}/{key.row}: still contended after {MAX_WRITE_ATTEMPTS} attempts")
-
-    def _drain(self, partition: str, outbox: list[OutboxEntry]) -> None:
-        if not outbox or self._audit is None:
-            return
-        try:
-            self._audit.drain(partition, outbox)
-        except GovernanceError as exc:
-            # The tattoo is written and its audit event stays pending on it: the outbox timer appends it.
-            log.warning("audit record deferred to the outbox timer: %s", exc, extra={"partition": partition})
 
     def _reject(self, event: Mapping[str, Any], reason: str, correlation_id: str) -> IntakeResult:
         received = self._clock()

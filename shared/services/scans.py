@@ -19,7 +19,7 @@ from shared.domain.identity import Identity
 from shared.domain.tattoo import VALIDATABLE, ImageTattoo, TattooKey
 from shared.errors import Conflict, InvalidInput
 from shared.ports import AuditOutbox, TattooRepository
-from shared.services.tattoo_updates import update_tattoo
+from shared.services.audited_writes import update_tattoo
 from shared.services.validation import ValidationGate, ValidationOutcome
 
 MAX_SCANS = 20

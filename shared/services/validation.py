@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from shared.domain.arm import GalleryImageDefinition, LastRunStatus
 from shared.domain.audit import SYSTEM_ACTOR, AuditAction, AuditEvent
-from shared.domain.audit_events import derived_record_id, initiator_actor, party_actor, tattoo_status_event
+from shared.domain.audit_events import change_event, derived_record_id, initiator_actor, tattoo_status_event
 from shared.domain.change import ChangePolicy, ChangeRequest, ChangeState, Party
 from shared.domain.change_lifecycle import ValidationResult, open_change, record_attempt
 from shared.domain.change_result import Decision
@@ -67,7 +67,7 @@ from shared.ports import (
     TattooFilter,
     TattooRepository,
 )
-from shared.services.tattoo_updates import update_tattoo
+from shared.services.audited_writes import update_tattoo, write_change
 
 log = logging.getLogger(__name__)
 
@@ -379,20 +379,11 @@ class ValidationGate:
     def _commit(self, decision: Decision, etag: str | None, correlation_id: str) -> None:
         change = decision.change
         events = [
-            _change_event(change, action.value, correlation_id)
+            change_event(change, action.value, SYSTEM_ACTOR, correlation_id)
             for action in decision.actions
             if action.value not in _RECORDED_BY_TATTOO
         ]
-        outbox = [self._audit.stage(event) for event in events] if self._audit else []
-        if etag is None:
-            self._changes.create(change, outbox=outbox)
-        else:
-            self._changes.replace(change, etag, outbox=outbox)
-        if self._audit and outbox:
-            try:
-                self._audit.drain(f"change~{change.id}", outbox)
-            except GovernanceError as exc:
-                log.warning("audit record deferred to the outbox timer: %s", exc, extra={"change_id": change.id})
+        write_change(self._changes, self._audit, change, etag, events)
 
     def _after_attempt(self, change: ChangeRequest, tattoo: ImageTattoo, correlation_id: str) -> None:
         """The attempt's consequences outside storage; safe to repeat after a crash."""
@@ -616,31 +607,6 @@ def _bounded(result: BootTestResult) -> BootTestResult:
     if len(result.output) <= MAX_BOOT_OUTPUT:
         return result
     return result.model_copy(update={"output": result.output[-MAX_BOOT_OUTPUT:]})
-
-
-def _change_event(change: ChangeRequest, action: str, correlation_id: str) -> AuditEvent:
-    attempt = len(change.attempts)
-    last = change.attempts[-1] if change.attempts else None
-    return AuditEvent(
-        record_id=derived_record_id(f"change:{change.id}:{attempt}:{action}"),
-        timestamp=change.updated,
-        action=AuditAction(action),
-        actor=SYSTEM_ACTOR,
-        outcome="failure" if action == AuditAction.CHANGE_ESCALATED.value else "success",
-        correlation_id=correlation_id,
-        subject=change.version_id,
-        change_id=change.id,
-        initiator=party_actor(change.initiator),
-        policy_hash=last.policy_hash if last else None,
-        reason="; ".join(last.reasons) if last and last.reasons else None,
-        details={
-            "state": change.state.value,
-            "template": change.template_id,
-            "environment": change.environment,
-            "attempt": attempt,
-            "escalation": change.escalation.value if change.escalation else None,
-        },
-    )
 
 
 def _boot_test_event(tattoo: ImageTattoo, result: BootTestResult, change_id: str, correlation_id: str) -> AuditEvent:
