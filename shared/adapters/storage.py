@@ -10,6 +10,7 @@ import base64
 import json
 from typing import TYPE_CHECKING
 
+from shared.adapters.http_transport import sdk_transport_options
 from shared.errors import ConfigurationError, InvalidInput, UpstreamError
 from shared.settings import StorageConnection
 
@@ -35,19 +36,23 @@ def blob_service(connection: StorageConnection) -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
     if connection.connection_string is not None:
-        return BlobServiceClient.from_connection_string(connection.connection_string.get_secret_value())
+        return BlobServiceClient.from_connection_string(
+            connection.connection_string.get_secret_value(), **sdk_transport_options()
+        )
     assert connection.blob_service_uri is not None  # guaranteed by StorageConnection validation
-    return BlobServiceClient(connection.blob_service_uri, credential=_credential(connection))
+    return BlobServiceClient(connection.blob_service_uri, credential=_credential(connection), **sdk_transport_options())
 
 
 def table_service(connection: StorageConnection) -> TableServiceClient:
     from azure.data.tables import TableServiceClient
 
     if connection.connection_string is not None:
-        return TableServiceClient.from_connection_string(connection.connection_string.get_secret_value())
+        return TableServiceClient.from_connection_string(
+            connection.connection_string.get_secret_value(), **sdk_transport_options()
+        )
     if connection.table_uri is None:
         raise ConfigurationError("GOVSTORAGE__tableServiceUri: required when the blob endpoint is not *.blob.*")
-    return TableServiceClient(connection.table_uri, credential=_credential(connection))
+    return TableServiceClient(connection.table_uri, credential=_credential(connection), **sdk_transport_options())
 
 
 def ensure_table(service: TableServiceClient, name: str) -> TableClient:
