@@ -29,6 +29,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up builds for intake (default: 20)")
     parser.add_argument("--repeats", type=int, default=15, help="rounds of fresh interpreters for import (default: 15)")
     parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=0.0,
+        help="intake: idle milliseconds after each request of the loop (default: 0, back to back)",
+    )
+    parser.add_argument(
         "--what-if-quiet-sdk-logging",
         action="store_true",
         help="intake: run the host with the Azure SDK's HTTP logging at WARNING (a diagnosis, not the app as shipped)",
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         results["intake"] = intake_latency.run(
             arguments.events,
             arguments.warmup,
+            pace=arguments.pace_ms / 1000,
             quiet_sdk_logging=arguments.what_if_quiet_sdk_logging,
             show_progress=show_progress,
         )

@@ -111,12 +111,12 @@ class TattooRepository(Protocol):
         """The tattoo and its ETag, or None."""
         ...
 
-    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
-        """Insert, with the `outbox` entries atomically; raises Conflict when another writer created it first."""
+    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> str:
+        """Insert, with the `outbox` entries atomically; the new ETag. Conflict when another writer created it first."""
         ...
 
-    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
-        """Replace if unchanged since `etag`, with the `outbox` entries atomically; raises Conflict otherwise.
+    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> str:
+        """Replace if unchanged since `etag`, with the `outbox` entries atomically; the new ETag. Conflict otherwise.
 
         Audit entries still pending on the tattoo (staged by earlier writes, not yet retired) are kept.
         """

@@ -63,21 +63,22 @@ class TableTattooRepository:
             raise UpstreamError(f"reading tattoo {key.partition}/{key.row}: {_describe(exc)}") from exc
         return _tattoo_of(entity), str(entity.metadata["etag"])
 
-    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
+    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> str:
         try:
-            self.table.create_entity({**_entity_of(tattoo), **pending_properties(outbox)})
+            written = self.table.create_entity({**_entity_of(tattoo), **pending_properties(outbox)})
         except ResourceExistsError as exc:
             raise Conflict(f"tattoo {tattoo.key.row} was created concurrently") from exc
         except AzureError as exc:
             raise UpstreamError(f"creating tattoo: {_describe(exc)}") from exc
+        return str(written["etag"])
 
-    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
+    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> str:
         from azure.data.tables import UpdateMode
 
         # A merge, not a replace: audit events earlier writes left pending on the entity stay.
         # The tattoo's own columns are the same set on every write, so none is left stale.
         try:
-            self.table.update_entity(
+            written = self.table.update_entity(
                 {**_entity_of(tattoo), **pending_properties(outbox)},
                 mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified,
             )  # fmt: skip
@@ -85,6 +86,7 @@ class TableTattooRepository:
             raise Conflict(f"tattoo {tattoo.key.row} changed concurrently") from exc
         except AzureError as exc:
             raise UpstreamError(f"updating tattoo: {_describe(exc)}") from exc
+        return str(written["etag"])
 
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
         entities = self._query(
@@ -154,7 +156,6 @@ def _entity_of(tattoo: ImageTattoo) -> dict[str, Any]:
 
 def _tattoo_of(entity: dict[str, Any]) -> ImageTattoo:
     return ImageTattoo.model_validate_json(entity["Document"])
-
 
 
 def _describe(exc: AzureError) -> str:

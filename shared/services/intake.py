@@ -43,6 +43,7 @@ from shared.domain.tattoo import (
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.ports import AuditOutbox, Gallery, ImageBuilder, RejectedEventStore, TattooRepository
 from shared.services.audited_writes import drain_or_defer
+from shared.services.recent_tattoos import RecentTattoos
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class BuildIntake:
         self._rejected = rejected
         self._clock = clock
         self._staging_gallery = normalize(staging_gallery_id) if staging_gallery_id else None
+        self._recent = RecentTattoos()
 
     def handle_event(self, event: Mapping[str, Any], correlation_id: str) -> IntakeResult:
         """One Event Grid event. Raises only for faults worth a retry (UpstreamError, Conflict)."""
@@ -125,18 +127,23 @@ class BuildIntake:
 
         version: GalleryImageVersion | ImageTattoo | None = None
         current: tuple[ImageTattoo, str] | _Unread | None = UNREAD
+        hinted = False
         if status.succeeded:
             output = self._builder.get_run_output(template.id, run_output_name)
             artifact = output.properties.artifact_id if output else None
             if artifact:
                 # A tattoo of this version exists only if the version was read when it was recorded
                 # (its own write event, or an earlier delivery of this one): reuse that reading, and
-                # hand the stored row to the write loop instead of reading it twice.
-                current = self._tattoos.get(TattooKey.for_version(artifact))
+                # hand the row to the write loop instead of reading it twice. This worker usually
+                # wrote that row a moment ago (Azure raises the version write first): start from it.
+                key = TattooKey.for_version(artifact)
+                recent = self._recent.get(key)
+                hinted = recent is not None
+                current = recent if recent is not None else self._tattoos.get(key)
                 version = current[0] if current is not None else self._gallery.get_image_version(artifact)
         tattoo = self._tattoo_from_run(template, run_id, image_definition_id, version, initiator)
         tattoo = tattoo.model_copy(update={"arm_correlation_id": arm_correlation_id, "correlation_id": correlation_id})
-        return self._store(tattoo, current)
+        return self._store(tattoo, current, hinted=hinted)
 
     def record_version(self, version_id: str, correlation_id: str, initiator: Initiator | None = None) -> IntakeResult:
         """Record a gallery image version seen before (or without) its run's outcome."""
@@ -152,7 +159,9 @@ class BuildIntake:
             correlation_id=correlation_id,
             **_version_fields(version),
         )
-        return self._store(tattoo)
+        # A version is new when its write event arrives: insert straight away (the insert is
+        # conditional, so a row that exists after all is read and merged on the next attempt).
+        return self._store(tattoo, self._recent.get(tattoo.key), hinted=True)
 
     def _record_version_signal(self, signal: VersionWritten, correlation_id: str) -> IntakeResult:
         return self.record_version(signal.version_id, correlation_id, signal.initiator)
@@ -201,26 +210,45 @@ class BuildIntake:
             **fields,
         )
 
-    def _store(self, observed: ImageTattoo, known: tuple[ImageTattoo, str] | _Unread | None = UNREAD) -> IntakeResult:
-        """Read-merge-write under the ETag; `known` is what the caller just read (a row, or None: absent)."""
+    def _store(
+        self,
+        observed: ImageTattoo,
+        known: tuple[ImageTattoo, str] | _Unread | None = UNREAD,
+        *,
+        hinted: bool = False,
+    ) -> IntakeResult:
+        """Read-merge-write under the ETag.
+
+        `known` is the row to start from (None: absent): what the caller just read, or with
+        `hinted`, a guess (this worker's last write of it, or "new"). Every write is
+        conditional, so a wrong guess costs a refused write and a read, never an update lost;
+        and "nothing to change" is only concluded from a row read from storage.
+        """
         key = observed.key
         for attempt in range(MAX_WRITE_ATTEMPTS):
-            current = known if attempt == 0 and not isinstance(known, _Unread) else self._tattoos.get(key)
+            if attempt == 0 and not isinstance(known, _Unread):
+                current, guessed = known, hinted
+            else:
+                current, guessed = self._tattoos.get(key), False
             existing, etag = current if current else (None, None)
             now = self._clock()
             merged = merge(existing, observed, now)
             if merged is None:
                 assert existing is not None
+                if guessed:
+                    continue  # confirm against storage
                 return IntakeResult("unchanged", "already recorded", key, existing.status)
             event = tattoo_status_event(existing, merged, now) if self._audit else None
             outbox = [self._audit.stage(event)] if self._audit and event else []
             try:
                 if etag is None:
-                    self._tattoos.create(merged, outbox=outbox)
+                    new_etag = self._tattoos.create(merged, outbox=outbox)
                 else:
-                    self._tattoos.replace(merged, etag, outbox=outbox)
+                    new_etag = self._tattoos.replace(merged, etag, outbox=outbox)
             except Conflict:
+                self._recent.forget(key)
                 continue  # another instance wrote first: re-read and merge again
+            self._recent.put(merged, new_etag)
             drain_or_defer(self._audit, key.partition, outbox)
             log.info(
                 "tattoo recorded",

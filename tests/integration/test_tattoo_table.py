@@ -74,6 +74,38 @@ def test_replace_with_a_stale_etag_is_a_conflict(azurite: str, unique_name: str)
         tattoos.replace(tattoo("1.0.1", TattooStatus.BUILD_FAILED), etag)
 
 
+def test_writes_return_the_etag_a_read_would_report(azurite: str, unique_name: str) -> None:
+    tattoos = repo(azurite, unique_name)
+    building = tattoo("1.0.1", TattooStatus.BUILDING)
+    created = tattoos.create(building)
+    found = tattoos.get(building.key)
+    assert found is not None and found[1] == created
+    replaced = tattoos.replace(tattoo("1.0.1", TattooStatus.BUILT), created)
+    found = tattoos.get(building.key)
+    assert found is not None and found[1] == replaced != created
+
+
+def test_an_intake_starting_from_its_last_write_merges_what_another_writer_changed(
+    azurite: str, unique_name: str
+) -> None:
+    """The run event's write, conditional on the ETag this worker remembers, is refused by storage
+    (another instance wrote since); the intake reads the row and merges: nothing is lost."""
+    tattoos = repo(azurite, unique_name)
+    arm = FakeArm(docs.template("Succeeded"), docs.run_output(), docs.image_version(osVersion="os"))
+    intake = BuildIntake(arm, arm, tattoos, InMemoryRejected(), clock=lambda: NOW)
+    assert intake.handle_event(docs.version_event(), "corr").status is TattooStatus.BUILDING
+    key = TattooKey.for_version(docs.VERSION_ID)
+    stored = tattoos.get(key)
+    assert stored is not None
+    other_instance = repo(azurite, unique_name)
+    other_instance.replace(stored[0].model_copy(update={"reason": "noted by another instance"}), stored[1])
+    assert intake.handle_event(docs.run_event(), "corr").status is TattooStatus.BUILT
+    final = tattoos.get(key)
+    assert final is not None
+    assert final[0].status is TattooStatus.BUILT and final[0].run_id == "win11-avd-monthly@20261101T030005Z"
+    assert final[0].reason == "noted by another instance"
+
+
 def test_a_write_keeps_the_audit_events_earlier_writes_left_pending(azurite: str, unique_name: str) -> None:
     tattoos, outbox = repo(azurite, unique_name), outbox_of(azurite, unique_name)
     building = tattoo("1.0.1", TattooStatus.BUILDING)

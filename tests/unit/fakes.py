@@ -81,14 +81,16 @@ class InMemoryTattoos:
         self.row_reads += 1
         return self.rows.get((key.partition, key.row))
 
-    def _write(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry]) -> None:
+    def _write(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry]) -> str:
         if self.lose_races:
             self.lose_races -= 1
             raise Conflict("lost a race (simulated)")
         key = (tattoo.key.partition, tattoo.key.row)
         self.writes += 1
-        self.rows[key] = (tattoo, f"etag-{next(self._etags)}")
+        etag = f"etag-{next(self._etags)}"
+        self.rows[key] = (tattoo, etag)
         self.pending.setdefault(key, {}).update({entry.record_id: entry for entry in outbox})
+        return etag
 
     def retire(self, partition: str, record_ids: Sequence[str]) -> None:
         """Remove pending entries (what the outbox does once their records are appended)."""
@@ -97,16 +99,16 @@ class InMemoryTattoos:
                 for record_id in record_ids:
                     entries.pop(record_id, None)
 
-    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> None:
+    def create(self, tattoo: ImageTattoo, outbox: Sequence[OutboxEntry] = ()) -> str:
         if (tattoo.key.partition, tattoo.key.row) in self.rows:
             raise Conflict("exists")
-        self._write(tattoo, outbox)
+        return self._write(tattoo, outbox)
 
-    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> None:
+    def replace(self, tattoo: ImageTattoo, etag: str, outbox: Sequence[OutboxEntry] = ()) -> str:
         current = self.rows.get((tattoo.key.partition, tattoo.key.row))
         if current is None or current[1] != etag:
             raise Conflict("modified")
-        self._write(tattoo, outbox)
+        return self._write(tattoo, outbox)
 
     def find_by_run(self, partition: str, run_id: str) -> ImageTattoo | None:
         return next((t for (p, _), (t, _) in self.rows.items() if p == partition and t.run_id == run_id), None)

@@ -203,3 +203,48 @@ def test_a_run_event_reads_the_tattoo_row_once_even_when_it_is_absent() -> None:
     intake, tattoos, _ = make_intake(successful_build())
     assert intake.handle_event(docs.run_event(), "corr").outcome == "recorded"
     assert tattoos.row_reads == 1
+
+
+# --- starting from this worker's own last write (services.recent_tattoos) -------------------
+
+
+def test_the_usual_order_reads_no_tattoo_row_at_all() -> None:
+    """Version write, then run completion, on one worker: an insert, then a merge from what it wrote."""
+    intake, tattoos, _ = make_intake(successful_build())
+    assert intake.handle_event(docs.version_event(), "corr").status is TattooStatus.BUILDING
+    assert intake.handle_event(docs.run_event(), "corr").status is TattooStatus.BUILT
+    assert (tattoos.row_reads, tattoos.writes) == (0, 2)
+
+
+def test_a_row_another_writer_moved_on_is_read_and_merged_never_overwritten() -> None:
+    intake, tattoos, _ = make_intake(successful_build())
+    intake.handle_event(docs.version_event(), "corr")
+    stored = tattoos.get(VERSION_KEY)
+    assert stored is not None
+    tattoos.replace(stored[0].model_copy(update={"reason": "noted elsewhere"}), stored[1])  # another instance
+    reads_before = tattoos.row_reads
+    assert intake.handle_event(docs.run_event(), "corr").status is TattooStatus.BUILT
+    assert tattoos.row_reads == reads_before + 1  # the hinted write was refused, the row read
+    final = tattoos.get(VERSION_KEY)
+    assert final is not None
+    assert final[0].status is TattooStatus.BUILT and final[0].run_id is not None
+    assert final[0].reason == "noted elsewhere"  # the other writer's change survived
+
+
+def test_nothing_to_change_is_only_concluded_from_storage() -> None:
+    intake, tattoos, _ = make_intake(successful_build())
+    intake.handle_event(docs.version_event(), "corr")
+    intake.handle_event(docs.run_event(), "corr")
+    reads_before, writes_before = tattoos.row_reads, tattoos.writes
+    assert intake.handle_event(docs.run_event(), "corr").outcome == "unchanged"  # Event Grid redelivers
+    assert (tattoos.row_reads, tattoos.writes) == (reads_before + 1, writes_before)
+
+
+def test_a_version_write_after_its_run_finds_the_row_by_a_refused_insert() -> None:
+    intake, tattoos, _ = make_intake(successful_build())
+    intake.handle_event(docs.run_event(), "corr")
+    other_worker = BuildIntake(*([successful_build()] * 2), tattoos, InMemoryRejected(), clock=lambda: NOW)
+    assert other_worker.handle_event(docs.version_event(), "corr").outcome == "unchanged"
+    stored = tattoos.get(VERSION_KEY)
+    assert stored is not None and stored[0].status is TattooStatus.BUILT
+    assert tattoos.writes == 1
