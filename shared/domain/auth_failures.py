@@ -31,6 +31,9 @@ class AuthFailure(StrEnum):
     # App Service Authentication (Easy Auth) principal header.
     MALFORMED_PRINCIPAL = "malformed_principal"
     UNSUPPORTED_PROVIDER = "unsupported_provider"
+    # The header sent, with no bearer token, to an app that does not run behind Easy Auth: only a
+    # caller forging it (or a misconfigured client) sends it, so it is refused *and* recorded.
+    UNTRUSTED_PRINCIPAL_HEADER = "untrusted_principal_header"
 
     # Signed change-system callbacks.
     UNKNOWN_SYSTEM = "unknown_system"

@@ -3,7 +3,9 @@
 Every refusal that matters for security is audited: a presented credential that does not check
 out (401), a missing role (403), and a decision separation of duties refuses (403, recorded by
 the approval service through `record_denial`). A request with no credential at all gets its 401
-without a record (that is every anonymous probe on the internet, and says nothing about anyone).
+without a record (that is every anonymous probe on the internet, and says nothing about anyone);
+an Easy Auth principal header sent to an app that does not trust it is a forged credential, and
+recorded as one.
 """
 
 from __future__ import annotations

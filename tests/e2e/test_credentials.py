@@ -124,12 +124,16 @@ def _principal(subject: str, *roles: str) -> str:
     return base64.b64encode(json.dumps(document).encode()).decode()
 
 
-def test_a_spoofed_easy_auth_principal_authenticates_nobody(api: Api) -> None:
-    # The app runs with AUTH_MODE=dev: only bearer tokens count, the principal header is ignored.
+def test_a_spoofed_easy_auth_principal_authenticates_nobody_and_is_recorded(api: Api) -> None:
+    # The app runs with AUTH_MODE=dev: only bearer tokens count; a principal header alone is a forgery.
     response = api.call("GET", "changes", headers={"X-MS-CLIENT-PRINCIPAL": _principal("mallory-oid", "Admin")})
 
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == "Bearer"
+    record = api.record_of(response.json()["correlationId"], action="auth.denied")
+    assert record is not None
+    assert record["actor"]["kind"] == "unknown"  # the header's claims are not believed, not even for the record
+    assert record["details"] == {"operation": "list_changes", "code": "untrusted_principal_header"}
 
 
 def test_a_spoofed_principal_beside_a_real_token_does_not_add_roles(api: Api) -> None:

@@ -405,7 +405,13 @@ def entra_rules() -> TokenRules:
 
 def test_a_spoofed_principal_header_alone_authenticates_nobody_in_jwt_mode() -> None:
     error = refused(entra(), {"X-MS-CLIENT-PRINCIPAL": ADMIN_PRINCIPAL})
-    assert error.reason == AuthFailure.MISSING_CREDENTIAL
+    assert error.reason == AuthFailure.UNTRUSTED_PRINCIPAL_HEADER
+    assert error.challenge == "Bearer"
+
+
+def test_a_spoofed_principal_header_with_an_empty_authorization_is_still_a_forgery() -> None:
+    error = refused(entra(), {"X-MS-CLIENT-PRINCIPAL": ADMIN_PRINCIPAL, "Authorization": "  "})
+    assert error.reason == AuthFailure.UNTRUSTED_PRINCIPAL_HEADER
 
 
 def test_a_spoofed_principal_header_next_to_a_token_adds_nothing_in_jwt_mode() -> None:
@@ -416,7 +422,7 @@ def test_a_spoofed_principal_header_next_to_a_token_adds_nothing_in_jwt_mode() -
 
 def test_a_spoofed_principal_header_authenticates_nobody_in_dev_mode(tmp_path: Path) -> None:
     error = refused(dev_authenticator(tmp_path), {"X-MS-CLIENT-PRINCIPAL": ADMIN_PRINCIPAL})
-    assert error.reason == AuthFailure.MISSING_CREDENTIAL
+    assert error.reason == AuthFailure.UNTRUSTED_PRINCIPAL_HEADER
 
 
 # --- Easy Auth -----------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
 | `jwt` | `Authorization: Bearer` (Entra ID access token) | `TokenValidator`: tenant JWKS, issuers, audience |
 | `dev` | `Authorization: Bearer` (development issuer token) | the same `TokenValidator`, dev issuer's JWKS |
 
-Each mode reads only its own credential: in `jwt` and `dev` mode the principal header is
-ignored, so sending one authenticates nobody.
+Each mode reads only its own credential: in `jwt` and `dev` mode the principal header
+authenticates nobody. Sent beside a bearer token it is ignored; sent alone it is refused as
+`untrusted_principal_header`, which (unlike a request with no credential) is audited.
 """
 
 from __future__ import annotations
@@ -44,10 +45,16 @@ class BearerAuthenticator:
         self._tokens = tokens
 
     def authenticate(self, headers: Mapping[str, str]) -> Identity:
+        authorization = header_value(headers, "Authorization")
         if header_value(headers, PRINCIPAL_HEADER) is not None:
-            # Only App Service sets this header, and only AUTH_MODE=easyauth trusts it.
+            # Only App Service sets this header, and only AUTH_MODE=easyauth trusts it. Beside a
+            # token it adds nothing; alone it is a forged identity, refused like a bad credential.
+            if authorization is None or not authorization.strip():
+                raise Unauthenticated(
+                    AuthFailure.UNTRUSTED_PRINCIPAL_HEADER, f"{PRINCIPAL_HEADER} without a bearer token"
+                )
             logger.info("ignoring %s: AUTH_MODE is not easyauth", PRINCIPAL_HEADER)
-        return self._tokens.validate(bearer_token(header_value(headers, "Authorization")))
+        return self._tokens.validate(bearer_token(authorization))
 
 
 class EasyAuthAuthenticator:
