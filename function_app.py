@@ -230,8 +230,11 @@ def list_changes(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 def get_change(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = get_services().require_ready()
-        services.access.require(req.headers, ANY_ROLE, operation="get_change", correlation_id=context.invocation_id)
-        change, etag = services.approvals.get(req.route_params["change_id"])
+        change_id = req.route_params["change_id"]
+        services.access.require(
+            req.headers, ANY_ROLE, operation="get_change", correlation_id=context.invocation_id, change_id=change_id
+        )
+        change, etag = services.approvals.get(change_id)
         return _change_response(change, etag)
 
     return _respond(req, context, handle)
@@ -246,8 +249,9 @@ def decide_change(req: func.HttpRequest, context: func.Context) -> func.HttpResp
         services = get_services().require_ready()
         decision = req.route_params["decision"].lower()  # routes match case-insensitively
         caller = services.access.require(
-            req.headers, ANY_ROLE, operation=f"{decision}_change", correlation_id=context.invocation_id
-        )
+            req.headers, ANY_ROLE, operation=f"{decision}_change", correlation_id=context.invocation_id,
+            change_id=req.route_params["change_id"],
+        )  # fmt: skip
         body = _model(DecisionBody, _body(req))
         receipt = services.approvals.decide(
             req.route_params["change_id"], decision, caller,

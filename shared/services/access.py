@@ -11,12 +11,14 @@ recorded as one.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from shared.domain.audit import AuditAction, AuditActor, AuditEvent
 from shared.domain.audit_events import actor_of, derived_record_id
 from shared.domain.auth_failures import AuthFailure
+from shared.domain.change import CHANGE_ID_PATTERN
 from shared.domain.identity import Identity, Role
 from shared.errors import Forbidden, GovernanceError, Unauthenticated
 from shared.ports import AuditOutbox
@@ -39,20 +41,32 @@ class AccessControl:
         self._clock = clock
 
     def require(
-        self, headers: Mapping[str, str], roles: tuple[Role, ...], *, operation: str, correlation_id: str
+        self,
+        headers: Mapping[str, str],
+        roles: tuple[Role, ...],
+        *,
+        operation: str,
+        correlation_id: str,
+        change_id: str | None = None,
     ) -> Identity:
-        """The caller, if it holds one of `roles` (Admin holds them all); else 401/403, audited."""
+        """The caller, if it holds one of `roles` (Admin holds them all); else 401/403, audited.
+
+        `change_id` is the change the request names (from its route): a refusal's record carries
+        it when it is a well-formed id, so a change's trail shows who tried it without the role.
+        """
+        named = change_id if change_id is not None and re.fullmatch(CHANGE_ID_PATTERN, change_id) else None
         try:
             identity = self._authenticate(headers)
         except Unauthenticated as exc:
             log.warning("authentication failed", extra={**exc.log_fields(), "correlation_id": correlation_id})
             if exc.reason not in _NOT_RECORDED:
                 reason = f"credential refused: {exc.reason}"
-                self.record_denial(None, operation, reason, correlation_id, code=exc.reason)
+                self.record_denial(None, operation, reason, correlation_id, change_id=named, code=exc.reason)
             raise
         if not any(identity.has_role(role) for role in roles):
             wanted = " or ".join(role.value for role in roles)
-            self.record_denial(identity, operation, f"missing app role {wanted}", correlation_id, code="missing_role")
+            reason = f"missing app role {wanted}"
+            self.record_denial(identity, operation, reason, correlation_id, change_id=named, code="missing_role")
             raise Forbidden(f"{operation} requires the app role {wanted}")
         return identity
 
