@@ -213,13 +213,10 @@ class RawUpserter:
     gets it), `sdk_transport_options()` for the same upsert through the app's own transport.
     """
 
-    def __init__(
-        self, connection_string: str, table_name: str, entity: dict[str, Any], partition: str = "bench~rawupsert",
-        **client_options: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, connection_string: str, table_name: str, entity: dict[str, Any], **client_options: Any) -> None:
         self.client = TableClient.from_connection_string(connection_string, table_name=table_name, **client_options)
         self.client.create_table()
-        self.entity = {**entity, "PartitionKey": partition}
+        self.entity = {**entity, "PartitionKey": "bench~rawupsert"}
         self.count = 0
 
     def upsert(self) -> float:
@@ -272,20 +269,19 @@ def measure(
     """
     raw, app_transport = upserters
 
-    def timed(request: Callable[[], float]) -> float:
-        elapsed = request()
+    def paced(elapsed: float) -> float:
         if pace:
             time.sleep(pace)
         return elapsed
 
     samples = Samples([], [], [], [], [])
     for number, build in enumerate(builds, start=1):
-        samples.version_write.append(timed(lambda: poster.post(build.version_write)))  # noqa: B023 - called at once
-        samples.raw_upsert.append(timed(raw.upsert))
-        samples.run_action.append(timed(lambda: poster.post(build.run_action)))  # noqa: B023
-        samples.raw_upsert.append(timed(raw.upsert))
-        samples.ignored.append(timed(lambda: poster.post(build.ignored)))  # noqa: B023
-        samples.app_transport_upsert.append(timed(app_transport.upsert))
+        samples.version_write.append(paced(poster.post(build.version_write)))
+        samples.raw_upsert.append(paced(raw.upsert()))
+        samples.run_action.append(paced(poster.post(build.run_action)))
+        samples.raw_upsert.append(paced(raw.upsert()))
+        samples.ignored.append(paced(poster.post(build.ignored)))
+        samples.app_transport_upsert.append(paced(app_transport.upsert()))
         if show_progress and (number % 25 == 0 or number == len(builds)):
             progress("measuring events", number, len(builds))
     return samples

@@ -54,18 +54,19 @@ class AccessControl:
         `change_id` is the change the request names (from its route): a refusal's record carries
         it when it is a well-formed id, so a change's trail shows who tried it without the role.
         """
-        named = change_id if change_id is not None and re.fullmatch(CHANGE_ID_PATTERN, change_id) else None
         try:
             identity = self._authenticate(headers)
         except Unauthenticated as exc:
             log.warning("authentication failed", extra={**exc.log_fields(), "correlation_id": correlation_id})
             if exc.reason not in _NOT_RECORDED:
                 reason = f"credential refused: {exc.reason}"
+                named = _well_formed(change_id)
                 self.record_denial(None, operation, reason, correlation_id, change_id=named, code=exc.reason)
             raise
         if not any(identity.has_role(role) for role in roles):
             wanted = " or ".join(role.value for role in roles)
             reason = f"missing app role {wanted}"
+            named = _well_formed(change_id)
             self.record_denial(identity, operation, reason, correlation_id, change_id=named, code="missing_role")
             raise Forbidden(f"{operation} requires the app role {wanted}")
         return identity
@@ -102,3 +103,8 @@ class AccessControl:
         except GovernanceError as exc:
             # The refusal stands either way; losing its record must be visible to operators.
             log.error("auth.denied record not written: %s", exc, extra={"correlation_id": correlation_id})
+
+
+def _well_formed(change_id: str | None) -> str | None:
+    """A change id from a route, if it can be one: what reaches the audit record is never arbitrary input."""
+    return change_id if change_id is not None and re.fullmatch(CHANGE_ID_PATTERN, change_id) else None
